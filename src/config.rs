@@ -1,0 +1,448 @@
+//! The one configuration type, loaded as defaults < TOML file < environment.
+//!
+//! Every key of the file can be overridden from the environment as
+//! `RUNNERHUB__<SECTION>__<KEY>` (double underscores separate levels; array
+//! elements are addressed by index: `RUNNERHUB__POOLS__0__MAX_RUNNERS=4`). A value
+//! is read as a TOML literal when it parses as one (`4`, `true`, `["a","b"]`)
+//! and as a plain string otherwise. On top of that, the conventional
+//! `GITHUB_WEBHOOK_SECRET` adds a webhook secret and `GITHUB_TOKEN` sets the
+//! token, so secrets never need to be written into the file.
+//!
+//! Errors name the key (`pools[0].memory: …`), and unknown keys are refused,
+//! because a misspelt key silently ignored is a production incident later.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+mod secret;
+mod validate;
+
+pub use secret::Secret;
+
+/// Prefix of the environment variables that override file keys.
+pub const ENV_PREFIX: &str = "RUNNERHUB__";
+/// Default location of the configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "config/runnerhub.toml";
+
+/// Why a configuration could not be loaded. Each variant names what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole runnerhub configuration (see `config/runnerhub.toml` for a documented example).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP listener, API tokens and the daemon's identity.
+    pub server: ServerConfig,
+    /// Where state lives: SQLite by default, PostgreSQL for several instances.
+    pub database: DatabaseConfig,
+    /// GitHub API access and webhook verification.
+    pub github: GithubConfig,
+    /// The Docker engine that runs runner containers.
+    pub docker: DockerConfig,
+    /// Host-wide capacity.
+    pub limits: LimitsConfig,
+    /// Runner pools: which labels each serves and how its containers look.
+    pub pools: Vec<PoolConfig>,
+    /// Label-based priority rules and aging.
+    pub priority: PriorityConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the webhook endpoint, REST API, WebSocket and dashboard. Default `127.0.0.1:3000`.
+    pub listen: SocketAddr,
+    /// Bearer tokens accepted on `/api/*` (not the webhook) and `/ws`. Empty (default) = open.
+    pub api_tokens: Vec<Secret>,
+    /// Optional separate listener for `/metrics`. Default: served on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// This daemon's identity, written on its containers (`runnerhub.instance`). Default: host name.
+    pub instance_id: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            api_tokens: Vec::new(),
+            metrics_listen: None,
+            instance_id: default_instance_id(),
+        }
+    }
+}
+
+fn default_instance_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "runnerhub".to_owned())
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (default `sqlite://runnerhub.db`, created on first start) or `postgres://…`.
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://runnerhub.db".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A PostgreSQL URL may carry a password.
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url_password(&self.url))
+            .finish()
+    }
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// How runners are registered at GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// `POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig`, per job repository.
+    #[default]
+    Repository,
+    /// `POST /orgs/{org}/actions/runners/generate-jitconfig`; needs `github.organization`.
+    Organization,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubConfig {
+    /// REST API base. Default `https://api.github.com`; GHES or the simulator otherwise.
+    pub api_url: String,
+    /// Webhook secrets; any one verifies a delivery (rotation). `GITHUB_WEBHOOK_SECRET` adds one.
+    pub webhook_secrets: Vec<Secret>,
+    /// Accept unsigned deliveries when no secret is configured. Default false: start-up refuses.
+    pub allow_unsigned: bool,
+    /// Personal access token (`GITHUB_TOKEN`). Alternative to the App keys below.
+    pub token: Option<Secret>,
+    /// GitHub App id (or client id), the JWT issuer.
+    pub app_id: Option<String>,
+    /// GitHub App installation whose token is used.
+    pub installation_id: Option<u64>,
+    /// PEM file of the GitHub App's private key.
+    pub private_key_path: Option<PathBuf>,
+    /// `repository` (default) or `organization`.
+    pub registration: Registration,
+    /// Organization login, required when `registration = "organization"`.
+    pub organization: Option<String>,
+    /// Runner group of registered runners. Default 1 (Default group).
+    pub runner_group_id: u64,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        GithubConfig {
+            api_url: "https://api.github.com".to_owned(),
+            webhook_secrets: Vec::new(),
+            allow_unsigned: false,
+            token: None,
+            app_id: None,
+            installation_id: None,
+            private_key_path: None,
+            registration: Registration::Repository,
+            organization: None,
+            runner_group_id: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// Engine address: `unix:///var/run/docker.sock` (default), `tcp://…`, or `http://…`.
+    pub host: String,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            host: "unix:///var/run/docker.sock".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Runner containers this host runs at once, all pools together. Default 20.
+    pub max_runners: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_runners: 20 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Pool name: unique, `[a-z0-9-]`, used in container names and metrics.
+    pub name: String,
+    /// Labels the pool's runners carry; a job is served when all its labels are here.
+    pub labels: Vec<String>,
+    /// Runner image. Default `ghcr.io/actions/actions-runner:latest`.
+    pub image: String,
+    /// Container command. Default `["/home/runner/run.sh"]`.
+    pub command: Vec<String>,
+    /// Extra environment of the container.
+    pub env: BTreeMap<String, String>,
+    /// CPU limit in cores (0 = none). Default 2.0.
+    pub cpus: f64,
+    /// Memory limit such as `4g`, `512m` (empty = none). Default `4g`.
+    pub memory: String,
+    /// Docker network mode: `bridge` (default), `host`, or a network name.
+    pub network: String,
+    /// Extra bind mounts `SRC:DST[:ro]`.
+    pub mounts: Vec<String>,
+    /// Run containers privileged. Default false; only for pools that need it (e.g. docker-in-docker).
+    pub privileged: bool,
+    /// Runners of this pool at once. Default 10.
+    pub max_runners: u32,
+    /// Warm runners kept idle. Default 0.
+    pub min_idle: u32,
+    /// An idle runner older than this is removed. Default `10m`.
+    #[serde(with = "duration_str")]
+    pub idle_timeout: Duration,
+    /// A runner not idle within this fails and is replaced. Default `5m`.
+    #[serde(with = "duration_str")]
+    pub bootstrap_timeout: Duration,
+    /// Events (`push`, `pull_request`) that pre-warm one runner in this pool. Default none.
+    pub prewarm_on: Vec<String>,
+    /// Repository (`owner/name`) that warm runners register with when `registration = "repository"`.
+    pub repository: Option<String>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            name: String::new(),
+            labels: Vec::new(),
+            image: "ghcr.io/actions/actions-runner:latest".to_owned(),
+            command: vec!["/home/runner/run.sh".to_owned()],
+            env: BTreeMap::new(),
+            cpus: 2.0,
+            memory: "4g".to_owned(),
+            network: "bridge".to_owned(),
+            mounts: Vec::new(),
+            privileged: false,
+            max_runners: 10,
+            min_idle: 0,
+            idle_timeout: Duration::from_secs(600),
+            bootstrap_timeout: Duration::from_secs(300),
+            prewarm_on: Vec::new(),
+            repository: None,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The memory limit in bytes, if any (validated at load).
+    pub fn memory_bytes(&self) -> Option<i64> {
+        parse_memory(&self.memory).ok().flatten()
+    }
+}
+
+/// `4g`, `512m`, `1024k`, `1073741824` → bytes; empty → none.
+pub fn parse_memory(text: &str) -> Result<Option<i64>, String> {
+    let text = text.trim().to_ascii_lowercase();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text.as_str(), ""),
+    };
+    let factor: i64 = match unit.trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(format!("`{text}` is not a size like 512m or 4g")),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 512m or 4g"))?;
+    n.checked_mul(factor)
+        .map(Some)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// One priority rule: a job carrying any of `labels` gets `score` added.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityRule {
+    /// Any of these labels (case-insensitive) triggers the rule.
+    pub labels: Vec<String>,
+    /// Added to the job's priority; may be negative.
+    pub score: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriorityConfig {
+    /// Label rules. Default: the original RunnerHub's (production/deploy +100, critical/urgent +50,
+    /// ubuntu-latest/small +10, large/xl −10). Setting any rule replaces the defaults.
+    pub rules: Vec<PriorityRule>,
+    /// Points a waiting job gains per minute, so nothing waits forever. Default 1.0.
+    pub aging_per_minute: f64,
+}
+
+impl Default for PriorityConfig {
+    fn default() -> Self {
+        let rule = |labels: &[&str], score| PriorityRule {
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            score,
+        };
+        PriorityConfig {
+            rules: vec![
+                rule(&["production", "deploy"], 100),
+                rule(&["critical", "urgent"], 50),
+                rule(&["ubuntu-latest", "small"], 10),
+                rule(&["large", "xl"], -10),
+            ],
+            aging_per_minute: 1.0,
+        }
+    }
+}
+
+/// Serde helpers for durations written as `30s`, `10m`, `1h30m`.
+pub mod duration_str {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("`{text}` is not a duration like 30s or 10m: {e}"))
+        })
+    }
+}
+
+impl Config {
+    /// Loads `path` (if it exists, or fails if `must_exist`), applies the process
+    /// environment, and validates.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, must_exist, &env)
+    }
+
+    /// As [`Config::load`], with an explicit environment (for tests).
+    pub fn load_with_env(
+        path: &Path,
+        must_exist: bool,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        Self::from_toml_with_env(&text, path, env)
+    }
+
+    /// Parses TOML text, applies environment overrides and validates.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &Path,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut root: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        validate::apply_env_overrides(&mut root, env)?;
+        let mut config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::invalid(key, e.into_inner().to_string())
+            })?;
+        for (var, value) in env {
+            match var.as_str() {
+                "GITHUB_WEBHOOK_SECRET" if !value.is_empty() => {
+                    config.github.webhook_secrets.push(Secret::new(value.clone()))
+                }
+                "GITHUB_TOKEN" if !value.is_empty() => {
+                    config.github.token = Some(Secret::new(value.clone()))
+                }
+                _ => {}
+            }
+        }
+        validate::validate(&config)?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML with every secret replaced by `***`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut copy = self.clone();
+        copy.database.url = redact_url_password(&copy.database.url);
+        toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+
+    /// The pool with this name.
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+//! Environment overrides and the checks serde cannot express.
+
+use std::collections::HashSet;
+
+use super::{Config, ConfigError, ENV_PREFIX, Registration, parse_memory};
+
+/// Applies `RUNNERHUB__A__B=value` variables onto the parsed TOML tree.
+pub(super) fn apply_env_overrides(
+    root: &mut toml::Table,
+    env: &[(String, String)],
+) -> Result<(), ConfigError> {
+    let mut overrides: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    // Deterministic order, so `POOLS__0__NAME` creates the element before deeper keys use it.
+    overrides.sort();
+    for (var, raw) in overrides {
+        let path: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(env_error(var, "empty key segment (use __ between levels)"));
+        }
+        set_path(root, &path, parse_env_value(raw)).map_err(|m| env_error(var, &m))?;
+    }
+    Ok(())
+}
+
+fn env_error(var: &str, message: &str) -> ConfigError {
+    ConfigError::Env {
+        var: var.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// A TOML literal when the text is one (`4`, `true`, `["a"]`), else the text as a string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (head, rest) = path.split_first().expect("non-empty path");
+    if rest.is_empty() {
+        table.insert(head.clone(), value);
+        return Ok(());
+    }
+    let child = table
+        .entry(head.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    set_value_path(child, rest, value, head)
+}
+
+fn set_value_path(
+    node: &mut toml::Value,
+    path: &[String],
+    value: toml::Value,
+    at: &str,
+) -> Result<(), String> {
+    match node {
+        toml::Value::Table(t) => set_path(t, path, value),
+        toml::Value::Array(items) => {
+            let (index, rest) = path.split_first().expect("non-empty path");
+            let index: usize = index
+                .parse()
+                .map_err(|_| format!("`{at}` is a list: expected an index, got `{index}`"))?;
+            if index > items.len() {
+                return Err(format!(
+                    "`{at}` has {} element(s); index {index} would leave a gap",
+                    items.len()
+                ));
+            }
+            if index == items.len() {
+                items.push(toml::Value::Table(toml::Table::new()));
+            }
+            if rest.is_empty() {
+                items[index] = value;
+                Ok(())
+            } else {
+                set_value_path(&mut items[index], rest, value, at)
+            }
+        }
+        _ => Err(format!("`{at}` is a single value, it has no sub-keys")),
+    }
+}
+
+/// Cross-field rules, each error naming its key.
+pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
+    let github = &config.github;
+    if github.webhook_secrets.is_empty() && !github.allow_unsigned {
+        return Err(ConfigError::invalid(
+            "github.webhook_secrets",
+            "no webhook secret configured: set github.webhook_secrets or GITHUB_WEBHOOK_SECRET \
+             (or github.allow_unsigned = true to accept unsigned deliveries, for local testing only)",
+        ));
+    }
+    if github.webhook_secrets.iter().any(|s| s.expose().is_empty()) {
+        return Err(ConfigError::invalid(
+            "github.webhook_secrets",
+            "a secret is empty",
+        ));
+    }
+    if !(github.api_url.starts_with("http://") || github.api_url.starts_with("https://")) {
+        return Err(ConfigError::invalid(
+            "github.api_url",
+            format!("`{}` is not an http(s) URL", github.api_url),
+        ));
+    }
+    if github.registration == Registration::Organization && github.organization.is_none() {
+        return Err(ConfigError::invalid(
+            "github.organization",
+            "required when github.registration = \"organization\"",
+        ));
+    }
+    let app_keys = [
+        github.app_id.is_some(),
+        github.installation_id.is_some(),
+        github.private_key_path.is_some(),
+    ];
+    if app_keys.iter().any(|k| *k) && !app_keys.iter().all(|k| *k) {
+        return Err(ConfigError::invalid(
+            "github.app_id",
+            "GitHub App auth needs app_id, installation_id and private_key_path together",
+        ));
+    }
+    let url = &config.database.url;
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"))
+    {
+        return Err(ConfigError::invalid(
+            "database.url",
+            "expected sqlite://PATH or postgres://…",
+        ));
+    }
+    if config.limits.max_runners == 0 {
+        return Err(ConfigError::invalid("limits.max_runners", "must be at least 1"));
+    }
+    if config.server.instance_id.is_empty() {
+        return Err(ConfigError::invalid("server.instance_id", "must not be empty"));
+    }
+    validate_pools(config)?;
+    for (i, rule) in config.priority.rules.iter().enumerate() {
+        if rule.labels.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("priority.rules[{i}].labels"),
+                "needs at least one label",
+            ));
+        }
+    }
+    if !config.priority.aging_per_minute.is_finite() || config.priority.aging_per_minute < 0.0 {
+        return Err(ConfigError::invalid(
+            "priority.aging_per_minute",
+            "must be a non-negative number",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_pools(config: &Config) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    for (i, pool) in config.pools.iter().enumerate() {
+        let key = |field: &str| format!("pools[{i}].{field}");
+        let valid_name = !pool.name.is_empty()
+            && pool.name.len() <= 32
+            && pool
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid_name {
+            return Err(ConfigError::invalid(
+                key("name"),
+                format!("`{}` must be 1-32 characters of a-z, 0-9, -", pool.name),
+            ));
+        }
+        if !names.insert(pool.name.as_str()) {
+            return Err(ConfigError::invalid(
+                key("name"),
+                format!("pool `{}` is defined twice", pool.name),
+            ));
+        }
+        if pool.labels.is_empty() || pool.labels.len() > 100 {
+            return Err(ConfigError::invalid(key("labels"), "needs 1 to 100 labels"));
+        }
+        if pool.labels.iter().any(|l| l.trim().is_empty()) {
+            return Err(ConfigError::invalid(key("labels"), "a label is empty"));
+        }
+        if pool.image.is_empty() {
+            return Err(ConfigError::invalid(key("image"), "must not be empty"));
+        }
+        if let Err(message) = parse_memory(&pool.memory) {
+            return Err(ConfigError::invalid(key("memory"), message));
+        }
+        if !pool.cpus.is_finite() || pool.cpus < 0.0 {
+            return Err(ConfigError::invalid(key("cpus"), "must be a non-negative number"));
+        }
+        if pool.max_runners == 0 {
+            return Err(ConfigError::invalid(key("max_runners"), "must be at least 1"));
+        }
+        if pool.min_idle > pool.max_runners {
+            return Err(ConfigError::invalid(
+                key("min_idle"),
+                format!("{} exceeds max_runners {}", pool.min_idle, pool.max_runners),
+            ));
+        }
+        for mount in &pool.mounts {
+            let parts: Vec<&str> = mount.split(':').collect();
+            let ok = matches!(parts.len(), 2 | 3)
+                && parts[..2].iter().all(|p| p.starts_with('/'))
+                && parts.get(2).is_none_or(|m| matches!(*m, "ro" | "rw"));
+            if !ok {
+                return Err(ConfigError::invalid(
+                    key("mounts"),
+                    format!("`{mount}` is not SRC:DST[:ro|rw] with absolute paths"),
+                ));
+            }
+        }
+        for event in &pool.prewarm_on {
+            if !matches!(event.as_str(), "push" | "pull_request") {
+                return Err(ConfigError::invalid(
+                    key("prewarm_on"),
+                    format!("`{event}`: only push and pull_request can pre-warm"),
+                ));
+            }
+        }
+        if let Some(repo) = &pool.repository
+            && repo.split('/').filter(|p| !p.is_empty()).count() != 2
+        {
+            return Err(ConfigError::invalid(
+                key("repository"),
+                format!("`{repo}` is not owner/name"),
+            ));
+        }
+    }
+    Ok(())
+}
