@@ -1,6 +1,22 @@
 //! runnerhub: a self-hosted GitHub Actions runner orchestrator.
 //!
 //! # Layout
+//! - [`app`]: long-lived handles (`App`), `AppState`, and `run(config, listener, shutdown)`.
 //! - [`config`]: the one `Config`, defaults < TOML file < environment, validated with key names.
+//! - [`domain`]: jobs, workflow runs, label matching, priority. Pure, no IO.
+//! - [`events`]: the in-process bus of state changes (WebSocket, metrics).
+//! - [`http`]: routers per resource, the error envelope, bearer-token guard.
+//! - [`scheduler`]: the task that owns job state; the delivery processor.
+//! - [`store`]: the `Store` trait and its SQLite backend.
+//! - [`telemetry`]: logging setup.
+//! - [`webhook`]: delivery checks, signature, payload decoding, group-commit ingest.
 
+pub mod app;
 pub mod config;
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod scheduler;
+pub mod store;
+pub mod telemetry;
+pub mod webhook;

@@ -1,3 +1,124 @@
-fn main() {
-    println!("runnerhub");
+//! The `runnerhub` binary: CLI, telemetry, config, run until a signal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use runnerhub::config::{Config, DEFAULT_CONFIG_PATH};
+use runnerhub::telemetry::{self, LogFormat};
+use tokio_util::sync::CancellationToken;
+
+/// Self-hosted GitHub Actions runner orchestrator: receives signed GitHub webhooks, keeps a
+/// durable audit log, and runs an ephemeral Docker runner for each job it can serve.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: webhook endpoint, API, processor (applies migrations first).
+    Serve {
+        /// TOML configuration file. A missing default file is fine (defaults + environment).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Override `server.listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration and print the effective one, secrets redacted.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// An explicitly named file must exist; the default path may be absent.
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let explicit = path.is_some();
+    let path = path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    Ok(Config::load(&path, explicit)?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runnerhub: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("runnerhub: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config, listen } => {
+            let mut config = load_config(config)?;
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {} (server.listen)", config.server.listen)
+                })?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            runnerhub::app::run(config, listener, shutdown).await
+        }
+        Command::Migrate { config } => {
+            let config = load_config(config)?;
+            runnerhub::app::open_store(&config.database.url).await?;
+            println!(
+                "migrations applied to {}",
+                runnerhub::config::redact_url_password(&config.database.url)
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { config }) => {
+            let config = load_config(config)?;
+            println!("# configuration is valid; effective values (secrets redacted):\n");
+            print!("{}", config.to_redacted_toml());
+            Ok(())
+        }
+    }
+}
+
+/// SIGINT or SIGTERM starts a graceful shutdown.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+    shutdown.cancel();
 }

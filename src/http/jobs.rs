@@ -1,0 +1,71 @@
+//! `GET /api/jobs`, `GET /api/jobs/{id}`.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{ApiError, ApiResult, ok};
+use crate::app::AppState;
+use crate::domain::JobStatus;
+use crate::scheduler::processor::job_json;
+use crate::store::JobFilter;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/jobs", get(list_jobs))
+        .route("/api/jobs/{id}", get(get_job))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobQuery {
+    status: Option<String>,
+    repository: Option<String>,
+    #[serde(default)]
+    limit: u32,
+    #[serde(default)]
+    offset: u32,
+}
+
+async fn list_jobs(
+    State(state): State<AppState>,
+    query: Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            JobStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "unknown status `{s}`: use queued, waiting, in_progress or completed"
+                ))
+            })
+        })
+        .transpose()?;
+    let page = state
+        .store
+        .list_jobs(&JobFilter {
+            status,
+            repository: q.repository,
+            limit: q.limit,
+            offset: q.offset,
+        })
+        .await?;
+    let jobs: Vec<_> = page.items.iter().map(job_json).collect();
+    Ok(ok(
+        json!({"jobs": jobs, "total": page.total, "limit": page.limit, "offset": page.offset}),
+    ))
+}
+
+async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("`{id}` is not a job id")))?;
+    match state.store.job(id).await? {
+        Some(job) => Ok(ok(job_json(&job))),
+        None => Err(ApiError::NotFound(format!("job {id} is not known"))),
+    }
+}

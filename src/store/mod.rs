@@ -1,0 +1,72 @@
+//! Durable state behind one trait, so that callers never know the backend.
+//!
+//! SQLite ([`sqlite::SqliteStore`]) is the embedded default. A PostgreSQL backend implements the
+//! same trait with its own migrations; nothing above this module changes.
+
+pub mod sqlite;
+mod types;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use types::*;
+
+use crate::domain::{Job, JobId, WorkflowRun};
+use crate::webhook::intake::NewDelivery;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Cheap liveness check for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Durably appends deliveries in one transaction (a group commit). Returns one outcome per
+    /// input, in order: a genuine delivery whose GUID is already stored is a `Duplicate`.
+    async fn insert_deliveries(&self, batch: &[NewDelivery]) -> StoreResult<Vec<InsertOutcome>>;
+
+    /// Deliveries not yet processed and due (retry backoff elapsed), oldest first.
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingDelivery>>;
+
+    /// When the next delivery waiting for a retry becomes due.
+    async fn next_retry_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// The stored jobs with these ids (missing ids are simply absent).
+    async fn jobs_by_id(&self, ids: &[JobId]) -> StoreResult<Vec<Job>>;
+
+    /// The stored runs with these ids.
+    async fn runs_by_id(&self, ids: &[i64]) -> StoreResult<Vec<WorkflowRun>>;
+
+    /// Writes the result of processing deliveries, atomically: upserted jobs and runs, and
+    /// each delivery's outcome.
+    async fn commit_processing(&self, batch: &ProcessingBatch) -> StoreResult<()>;
+
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Page<EventRecord>>;
+
+    async fn event(&self, id: i64) -> StoreResult<Option<EventRecord>>;
+
+    async fn event_statistics(&self, since: DateTime<Utc>) -> StoreResult<EventStatistics>;
+
+    async fn ingest_health(&self) -> StoreResult<IngestHealth>;
+
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Page<Job>>;
+
+    async fn job(&self, id: JobId) -> StoreResult<Option<Job>>;
+}

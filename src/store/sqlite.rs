@@ -1,0 +1,491 @@
+//! The embedded SQLite backend.
+//!
+//! WAL mode with `synchronous = FULL`: a commit is on disk when it returns, which is what the
+//! webhook acknowledgement promises. Throughput comes from group commits (many deliveries per
+//! transaction), not from weaker durability. Writes go through a one-connection pool, so
+//! writers queue fairly in tokio instead of spinning on SQLite's busy lock; reads use their own
+//! pool and never wait for writers (WAL).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::*;
+use crate::domain::JobStatus;
+
+/// Rows per multi-row INSERT statement (well under SQLite's bound-variable limit).
+const INSERT_ROWS_PER_STATEMENT: usize = 200;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://PATH`).
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(false))
+            .await?;
+        Ok(SqliteStore { write, read })
+    }
+}
+
+fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Job> {
+    let status: String = row.try_get("status")?;
+    let labels: String = row.try_get("labels")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        run_attempt: row.try_get("run_attempt")?,
+        repository: row.try_get("repository")?,
+        workflow_name: row.try_get("workflow_name")?,
+        name: row.try_get("name")?,
+        labels: serde_json::from_str(&labels)
+            .map_err(|e| StoreError::Corrupt(format!("jobs.labels: {e}")))?,
+        priority: row.try_get("priority")?,
+        pool: row.try_get("pool")?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("jobs.status `{status}`")))?,
+        conclusion: row.try_get("conclusion")?,
+        runner_id: row.try_get("runner_id")?,
+        runner_name: row.try_get("runner_name")?,
+        runner_group_name: row.try_get("runner_group_name")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        first_seen_at: row.try_get("first_seen_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<WorkflowRun> {
+    Ok(WorkflowRun {
+        id: row.try_get("id")?,
+        repository: row.try_get("repository")?,
+        workflow_name: row.try_get("workflow_name")?,
+        head_branch: row.try_get("head_branch")?,
+        head_sha: row.try_get("head_sha")?,
+        event: row.try_get("event")?,
+        status: row.try_get("status")?,
+        conclusion: row.try_get("conclusion")?,
+        run_attempt: row.try_get("run_attempt")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn event_from_row(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> StoreResult<EventRecord> {
+    let payload = if with_payload {
+        let text: String = row.try_get("payload")?;
+        // Unverified attempts may not be JSON: show them as a string.
+        Some(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    } else {
+        None
+    };
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        delivery_id: row.try_get("delivery_id")?,
+        event: row.try_get("event")?,
+        action: row.try_get("action")?,
+        repository: row.try_get("repository")?,
+        signature_valid: row.try_get("signature_valid")?,
+        received_at: row.try_get("received_at")?,
+        processed: row.try_get("processed")?,
+        processed_at: row.try_get("processed_at")?,
+        outcome: row.try_get("outcome")?,
+        outcome_detail: row.try_get("outcome_detail")?,
+        attempts: row.try_get("attempts")?,
+        payload,
+    })
+}
+
+const EVENT_COLUMNS: &str = "id, delivery_id, event, action, repository, signature_valid, \
+     received_at, processed, processed_at, outcome, outcome_detail, attempts";
+
+fn page_bounds(limit: u32, offset: u32) -> (u32, u32) {
+    let limit = if limit == 0 {
+        DEFAULT_PAGE
+    } else {
+        limit.min(MAX_PAGE)
+    };
+    (limit, offset)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.write).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn insert_deliveries(&self, batch: &[NewDelivery]) -> StoreResult<Vec<InsertOutcome>> {
+        let mut tx = self.write.begin().await?;
+        let mut stored: Vec<(i64, String, bool)> = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(INSERT_ROWS_PER_STATEMENT) {
+            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO webhook_events (delivery_id, event, action, repository, payload, \
+                 signature_valid, received_at, processed, processed_at, outcome, outcome_detail) ",
+            );
+            query.push_values(chunk, |mut row, d| {
+                let (outcome, detail) = match &d.settled {
+                    None => (None, None),
+                    Some(crate::webhook::intake::Settled::Ignored(r)) => {
+                        (Some("ignored"), Some(r.as_str()))
+                    }
+                    Some(crate::webhook::intake::Settled::Rejected(r)) => {
+                        (Some("rejected"), Some(r.as_str()))
+                    }
+                };
+                let settled = d.settled.is_some();
+                row.push_bind(&d.delivery_id)
+                    .push_bind(&d.event)
+                    .push_bind(&d.action)
+                    .push_bind(&d.repository)
+                    .push_bind(&d.payload)
+                    .push_bind(d.signature_valid)
+                    .push_bind(d.received_at)
+                    .push_bind(settled)
+                    .push_bind(settled.then_some(d.received_at))
+                    .push_bind(outcome)
+                    .push_bind(detail);
+            });
+            query.push(
+                " ON CONFLICT (delivery_id) WHERE signature_valid = 1 DO NOTHING \
+                 RETURNING id, delivery_id, signature_valid",
+            );
+            for row in query.build().fetch_all(&mut *tx).await? {
+                stored.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+            }
+        }
+        tx.commit().await?;
+        // RETURNING yields inserted rows in input order; a GUID repeated inside the batch is
+        // inserted once (its first occurrence) and the later ones are duplicates.
+        let mut stored = stored.into_iter().peekable();
+        Ok(batch
+            .iter()
+            .map(|d| match stored.peek() {
+                Some((_, guid, valid)) if *guid == d.delivery_id && *valid == d.signature_valid => {
+                    let (id, ..) = stored.next().expect("peeked");
+                    InsertOutcome::Stored { id }
+                }
+                _ => InsertOutcome::Duplicate,
+            })
+            .collect())
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingDelivery>> {
+        let rows = sqlx::query(
+            "SELECT id, delivery_id, event, action, repository, payload, attempts \
+             FROM webhook_events WHERE processed = 0 \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingDelivery {
+                    id: row.try_get("id")?,
+                    delivery_id: row.try_get("delivery_id")?,
+                    event: row.try_get("event")?,
+                    action: row.try_get("action")?,
+                    repository: row.try_get("repository")?,
+                    payload: row.try_get("payload")?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_retry_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM webhook_events WHERE processed = 0 AND next_attempt_at IS NOT NULL",
+        )
+        .fetch_one(&self.read)
+        .await?)
+    }
+
+    async fn jobs_by_id(&self, ids: &[JobId]) -> StoreResult<Vec<Job>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM jobs WHERE id IN (");
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        let rows = query.build().fetch_all(&self.read).await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn runs_by_id(&self, ids: &[i64]) -> StoreResult<Vec<WorkflowRun>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT * FROM workflow_runs WHERE id IN (");
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        let rows = query.build().fetch_all(&self.read).await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn commit_processing(&self, batch: &ProcessingBatch) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        for job in &batch.jobs {
+            sqlx::query(
+                "INSERT INTO jobs (id, run_id, run_attempt, repository, workflow_name, name, labels, \
+                 priority, pool, status, conclusion, runner_id, runner_name, runner_group_name, \
+                 created_at, started_at, completed_at, first_seen_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET run_attempt = excluded.run_attempt, \
+                 workflow_name = excluded.workflow_name, labels = excluded.labels, \
+                 priority = excluded.priority, pool = excluded.pool, status = excluded.status, \
+                 conclusion = excluded.conclusion, runner_id = excluded.runner_id, \
+                 runner_name = excluded.runner_name, runner_group_name = excluded.runner_group_name, \
+                 created_at = excluded.created_at, started_at = excluded.started_at, \
+                 completed_at = excluded.completed_at, updated_at = excluded.updated_at",
+            )
+            .bind(job.id)
+            .bind(job.run_id)
+            .bind(job.run_attempt)
+            .bind(&job.repository)
+            .bind(&job.workflow_name)
+            .bind(&job.name)
+            .bind(serde_json::to_string(&job.labels).expect("strings serialise"))
+            .bind(job.priority)
+            .bind(&job.pool)
+            .bind(job.status.as_str())
+            .bind(&job.conclusion)
+            .bind(job.runner_id)
+            .bind(&job.runner_name)
+            .bind(&job.runner_group_name)
+            .bind(job.created_at)
+            .bind(job.started_at)
+            .bind(job.completed_at)
+            .bind(job.first_seen_at)
+            .bind(job.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for run in &batch.runs {
+            sqlx::query(
+                "INSERT INTO workflow_runs (id, repository, workflow_name, head_branch, head_sha, \
+                 event, status, conclusion, run_attempt, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET workflow_name = excluded.workflow_name, \
+                 head_branch = excluded.head_branch, head_sha = excluded.head_sha, \
+                 event = excluded.event, status = excluded.status, conclusion = excluded.conclusion, \
+                 run_attempt = excluded.run_attempt, created_at = excluded.created_at, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(run.id)
+            .bind(&run.repository)
+            .bind(&run.workflow_name)
+            .bind(&run.head_branch)
+            .bind(&run.head_sha)
+            .bind(&run.event)
+            .bind(&run.status)
+            .bind(&run.conclusion)
+            .bind(run.run_attempt)
+            .bind(run.created_at)
+            .bind(run.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for d in &batch.deliveries {
+            let (processed, retry_at) = match &d.outcome {
+                DeliveryOutcome::Failed {
+                    retry_at: Some(at), ..
+                } => (false, Some(*at)),
+                _ => (true, None),
+            };
+            sqlx::query(
+                "UPDATE webhook_events SET processed = ?, processed_at = ?, outcome = ?, \
+                 outcome_detail = ?, attempts = ?, next_attempt_at = ? WHERE id = ?",
+            )
+            .bind(processed)
+            .bind(processed.then_some(d.at))
+            .bind(d.outcome.label())
+            .bind(d.outcome.detail())
+            .bind(d.attempts)
+            .bind(retry_at)
+            .bind(d.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Page<EventRecord>> {
+        let (limit, offset) = page_bounds(filter.limit, filter.offset);
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {EVENT_COLUMNS}, COUNT(*) OVER () AS total FROM webhook_events WHERE 1 = 1"
+        ));
+        if let Some(repo) = &filter.repository {
+            query.push(" AND repository = ").push_bind(repo);
+        }
+        if let Some(event) = &filter.event {
+            query.push(" AND event = ").push_bind(event);
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
+        let rows = query.build().fetch_all(&self.read).await?;
+        let total = match rows.first() {
+            Some(row) => row.try_get("total")?,
+            None => self.count_events(filter).await?,
+        };
+        let items = rows
+            .iter()
+            .map(|r| event_from_row(r, false))
+            .collect::<StoreResult<_>>()?;
+        Ok(Page {
+            items,
+            total,
+            limit,
+            offset,
+        })
+    }
+
+    async fn event(&self, id: i64) -> StoreResult<Option<EventRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS}, payload FROM webhook_events WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| event_from_row(&r, true)).transpose()
+    }
+
+    async fn event_statistics(&self, since: DateTime<Utc>) -> StoreResult<EventStatistics> {
+        let rows = sqlx::query(
+            "SELECT event, COALESCE(outcome, 'pending') AS outcome, signature_valid, COUNT(*) AS n \
+             FROM webhook_events WHERE received_at >= ? GROUP BY 1, 2, 3",
+        )
+        .bind(since)
+        .fetch_all(&self.read)
+        .await?;
+        let mut stats = EventStatistics {
+            since: Some(since),
+            ..Default::default()
+        };
+        for row in rows {
+            let n: i64 = row.try_get("n")?;
+            let event: String = row.try_get("event")?;
+            let outcome: String = row.try_get("outcome")?;
+            let valid: bool = row.try_get("signature_valid")?;
+            stats.total += n;
+            *stats.by_event.entry(event).or_default() += n;
+            if outcome == "pending" {
+                stats.pending += n;
+            }
+            *stats.by_outcome.entry(outcome).or_default() += n;
+            if !valid {
+                stats.signature_failures += n;
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn ingest_health(&self) -> StoreResult<IngestHealth> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM webhook_events WHERE processed = 0) AS pending, \
+             (SELECT MIN(received_at) FROM webhook_events WHERE processed = 0) AS oldest, \
+             (SELECT MAX(received_at) FROM webhook_events) AS last, \
+             (SELECT COUNT(*) FROM webhook_events WHERE processed = 1 AND outcome = 'failed') AS failed",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(IngestHealth {
+            pending: row.try_get("pending")?,
+            oldest_pending_at: row.try_get("oldest")?,
+            last_received_at: row.try_get("last")?,
+            failed: row.try_get("failed")?,
+        })
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Page<Job>> {
+        let (limit, offset) = page_bounds(filter.limit, filter.offset);
+        let mut query: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT *, COUNT(*) OVER () AS total FROM jobs WHERE 1 = 1");
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(repo) = &filter.repository {
+            query.push(" AND repository = ").push_bind(repo);
+        }
+        query
+            .push(" ORDER BY first_seen_at DESC, id DESC LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
+        let rows = query.build().fetch_all(&self.read).await?;
+        let total = match rows.first() {
+            Some(row) => row.try_get("total")?,
+            None => 0,
+        };
+        let items = rows.iter().map(job_from_row).collect::<StoreResult<_>>()?;
+        Ok(Page {
+            items,
+            total,
+            limit,
+            offset,
+        })
+    }
+
+    async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        Ok(self.jobs_by_id(&[id]).await?.into_iter().next())
+    }
+}
+
+impl SqliteStore {
+    async fn count_events(&self, filter: &EventFilter) -> StoreResult<i64> {
+        let mut query: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT COUNT(*) FROM webhook_events WHERE 1 = 1");
+        if let Some(repo) = &filter.repository {
+            query.push(" AND repository = ").push_bind(repo);
+        }
+        if let Some(event) = &filter.event {
+            query.push(" AND event = ").push_bind(event);
+        }
+        Ok(query.build_query_scalar().fetch_one(&self.read).await?)
+    }
+}

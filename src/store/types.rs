@@ -1,0 +1,144 @@
+//! Records and filters exchanged with the store.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Job, JobStatus, WorkflowRun};
+
+/// What became of one delivery offered to [`super::Store::insert_deliveries`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Newly stored under this row id.
+    Stored { id: i64 },
+    /// A genuine delivery with this GUID is already stored: nothing changed.
+    Duplicate,
+}
+
+/// A stored delivery waiting to be processed.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub id: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+/// How processing a delivery ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    /// Applied; the note says what it did.
+    Processed(String),
+    /// Nothing to do, and why (stale transition, GitHub-hosted job, …).
+    Ignored(String),
+    /// Failed; retried at `retry_at`, or given up when `None`.
+    Failed {
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
+impl DeliveryOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            DeliveryOutcome::Processed(_) => "processed",
+            DeliveryOutcome::Ignored(_) => "ignored",
+            DeliveryOutcome::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            DeliveryOutcome::Processed(d) | DeliveryOutcome::Ignored(d) => d,
+            DeliveryOutcome::Failed { error, .. } => error,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessedDelivery {
+    pub id: i64,
+    pub outcome: DeliveryOutcome,
+    /// Attempts including this one.
+    pub attempts: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// Everything one processing step writes, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessingBatch {
+    pub deliveries: Vec<ProcessedDelivery>,
+    pub jobs: Vec<Job>,
+    pub runs: Vec<WorkflowRun>,
+}
+
+/// Page of results with the total count of matches.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+pub const MAX_PAGE: u32 = 500;
+pub const DEFAULT_PAGE: u32 = 50;
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub repository: Option<String>,
+    pub event: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub repository: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// One row of the audit log as the API shows it (payload only on the single-event view).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    pub signature_valid: bool,
+    pub received_at: DateTime<Utc>,
+    pub processed: bool,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub outcome_detail: Option<String>,
+    pub attempts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EventStatistics {
+    pub since: Option<DateTime<Utc>>,
+    pub total: i64,
+    pub by_event: BTreeMap<String, i64>,
+    pub by_outcome: BTreeMap<String, i64>,
+    pub signature_failures: i64,
+    pub pending: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestHealth {
+    /// Deliveries stored but not processed yet.
+    pub pending: i64,
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+    pub last_received_at: Option<DateTime<Utc>>,
+    /// Deliveries that failed for good.
+    pub failed: i64,
+}
