@@ -1,1 +1,178 @@
+use std::path::Path;
 
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_toml_with_env(text, Path::new("test.toml"), &env(vars))
+}
+
+const SIGNED: &[(&str, &str)] = &[("GITHUB_WEBHOOK_SECRET", "s")];
+
+#[test]
+fn the_shipped_example_is_valid_and_matches_the_defaults() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/runnerhub.toml"
+    ))
+    .unwrap();
+    let config = load(&text, SIGNED).unwrap();
+    let defaults = Config::default();
+    assert_eq!(config.server.listen, defaults.server.listen);
+    assert_eq!(config.database.url, defaults.database.url);
+    assert_eq!(config.limits.max_runners, defaults.limits.max_runners);
+    assert_eq!(config.priority.rules, defaults.priority.rules);
+    let pool = &config.pools[0];
+    let default_pool = PoolConfig::default();
+    assert_eq!(pool.image, default_pool.image);
+    assert_eq!(pool.idle_timeout, default_pool.idle_timeout);
+    assert_eq!(pool.bootstrap_timeout, default_pool.bootstrap_timeout);
+    assert_eq!(pool.memory_bytes(), Some(4 << 30));
+}
+
+#[test]
+fn refuses_to_start_without_a_secret_unless_allowed() {
+    let err = load("", &[]).unwrap_err();
+    assert!(err.to_string().contains("github.webhook_secrets"), "{err}");
+    assert!(load("[github]\nallow_unsigned = true", &[]).is_ok());
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let err = load("[server]\nlisten_addr = \"x\"", SIGNED).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("listen_addr"), "{text}");
+    let err = load(
+        "[[pools]]\nname = \"a\"\nlabels = [\"x\"]\nmemroy = \"1g\"",
+        SIGNED,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("memroy"), "{err}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let cases = [
+        ("[server]\nlisten = \"nope\"", "server.listen"),
+        ("[limits]\nmax_runners = -1", "limits.max_runners"),
+        (
+            "[[pools]]\nname = \"a\"\nlabels = [\"x\"]\nmemory = \"4q\"",
+            "pools[0].memory",
+        ),
+        (
+            "[[pools]]\nname = \"a\"\nlabels = [\"x\"]\nidle_timeout = \"soon\"",
+            "pools[0].idle_timeout",
+        ),
+        (
+            "[[pools]]\nname = \"A B\"\nlabels = [\"x\"]",
+            "pools[0].name",
+        ),
+        ("[[pools]]\nname = \"a\"\nlabels = []", "pools[0].labels"),
+        (
+            "[[pools]]\nname = \"a\"\nlabels = [\"x\"]\nmin_idle = 20",
+            "pools[0].min_idle",
+        ),
+        (
+            "[[pools]]\nname = \"a\"\nlabels = [\"x\"]\n[[pools]]\nname = \"a\"\nlabels = [\"y\"]",
+            "pools[1].name",
+        ),
+        (
+            "[github]\nregistration = \"organization\"",
+            "github.organization",
+        ),
+        (
+            "[github]\nregistration = \"enterprise\"",
+            "github.registration",
+        ),
+        ("[database]\nurl = \"mysql://x\"", "database.url"),
+    ];
+    for (text, key) in cases {
+        let err = load(text, SIGNED).unwrap_err().to_string();
+        assert!(err.contains(key), "expected `{key}` in: {err}");
+    }
+}
+
+#[test]
+fn toml_syntax_errors_name_the_file() {
+    let err = load("[server\n", SIGNED).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }));
+    assert!(err.to_string().contains("test.toml"));
+}
+
+#[test]
+fn environment_overrides_every_level() {
+    let config = load(
+        "[[pools]]\nname = \"a\"\nlabels = [\"x\"]",
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "s1"),
+            ("RUNNERHUB__GITHUB__WEBHOOK_SECRETS", "[\"s0\"]"),
+            ("RUNNERHUB__SERVER__LISTEN", "0.0.0.0:8080"),
+            ("RUNNERHUB__POOLS__0__MAX_RUNNERS", "3"),
+            ("RUNNERHUB__POOLS__1__NAME", "gpu"),
+            ("RUNNERHUB__POOLS__1__LABELS", "[\"gpu\"]"),
+            ("RUNNERHUB__DATABASE__URL", "sqlite:///var/lib/runnerhub/db"),
+            ("GITHUB_TOKEN", "ghp_x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.pools[0].max_runners, 3);
+    assert_eq!(config.pools[1].name, "gpu");
+    assert_eq!(config.database.url, "sqlite:///var/lib/runnerhub/db");
+    let secrets: Vec<_> = config
+        .github
+        .webhook_secrets
+        .iter()
+        .map(|s| s.expose())
+        .collect();
+    assert_eq!(secrets, ["s0", "s1"]);
+    assert_eq!(
+        config.github.token.as_ref().map(|t| t.expose()),
+        Some("ghp_x")
+    );
+}
+
+#[test]
+fn bad_environment_names_the_variable() {
+    let err = load(
+        "",
+        &[("GITHUB_WEBHOOK_SECRET", "s"), ("RUNNERHUB__NOPE__X", "1")],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    let err = load(
+        "",
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("RUNNERHUB__POOLS__5__NAME", "x"),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("RUNNERHUB__POOLS__5__NAME"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_never_print() {
+    let config = load(
+        "[server]\napi_tokens = [\"tok-123\"]\n[database]\nurl = \"postgres://u:pw@h/db\"",
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "whsec-456"),
+            ("GITHUB_TOKEN", "ghp-789"),
+        ],
+    )
+    .unwrap();
+    for text in [format!("{config:?}"), config.to_redacted_toml()] {
+        for secret in ["tok-123", "whsec-456", "ghp-789", ":pw@"] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+    }
+}

@@ -49,9 +49,15 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
         table.insert(head.clone(), value);
         return Ok(());
     }
-    let child = table
-        .entry(head.clone())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    // A numeric next segment means the missing key is a list (`POOLS__0__NAME`).
+    let next_is_index = rest[0].bytes().all(|b| b.is_ascii_digit());
+    let child = table.entry(head.clone()).or_insert_with(|| {
+        if next_is_index {
+            toml::Value::Array(Vec::new())
+        } else {
+            toml::Value::Table(toml::Table::new())
+        }
+    });
     set_value_path(child, rest, value, head)
 }
 

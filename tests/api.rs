@@ -1,0 +1,188 @@
+//! The management API: envelopes, filters, pagination, auth.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn jobs_and_events_filter_and_paginate() {
+    let app = spawn_app().await;
+    for id in 1..=5 {
+        let mut body: Value =
+            serde_json::from_slice(&job_payload(id, "queued", &["self-hosted"])).unwrap();
+        body["repository"]["full_name"] = if id % 2 == 0 { "o/even" } else { "o/odd" }.into();
+        app.deliver(
+            "workflow_job",
+            &format!("j-{id}"),
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    }
+    app.deliver(
+        "workflow_job",
+        "j-1-done",
+        &job_payload(1, "completed", &["self-hosted"]),
+    )
+    .await;
+    app.settle().await;
+
+    let odd = app.get_json("/api/jobs?repository=o/odd").await;
+    assert_eq!(odd["success"], true);
+    assert_eq!(odd["data"]["total"], 3);
+    let queued = app.get_json("/api/jobs?status=queued").await;
+    assert_eq!(queued["data"]["total"], 4);
+    let page = app.get_json("/api/jobs?limit=2&offset=2").await;
+    assert_eq!(page["data"]["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(page["data"]["total"], 5);
+
+    let events = app
+        .get_json("/api/webhooks/events?repository=o/even&limit=1")
+        .await;
+    assert_eq!(events["data"]["total"], 2);
+    assert_eq!(events["data"]["events"].as_array().unwrap().len(), 1);
+    let id = events["data"]["events"][0]["id"].as_i64().unwrap();
+    let one = app.get_json(&format!("/api/webhooks/events/{id}")).await;
+    assert_eq!(one["data"]["payload"]["action"], "queued");
+
+    let r = app
+        .client
+        .get(app.url("/api/jobs?status=exploded"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["success"], false);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exploded")
+    );
+    let r = app
+        .client
+        .get(app.url("/api/jobs/424242"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app
+        .client
+        .get(app.url("/api/jobs/abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = app
+        .client
+        .get(app.url("/api/webhooks/statistics?hours=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn test_delivery_goes_through_the_pipeline() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .post(app.url("/api/webhooks/test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    let guid = body["data"]["delivery"].as_str().unwrap().to_owned();
+    app.settle().await;
+    let events = app.get_json("/api/webhooks/events?event=ping").await;
+    assert_eq!(events["data"]["events"][0]["delivery_id"], guid.as_str());
+    assert_eq!(events["data"]["events"][0]["outcome"], "processed");
+    let health = app.get_json("/api/webhooks/health").await;
+    assert_eq!(health["data"]["status"], "healthy");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_processing_failure_is_recorded_and_blocks_nothing() {
+    let app = spawn_app().await;
+    // Signed and valid JSON, but not a workflow_job document.
+    assert_eq!(
+        app.deliver("workflow_job", "broken", br#"{"action":"queued"}"#)
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.deliver(
+            "workflow_job",
+            "fine",
+            &job_payload(3, "queued", &["self-hosted"])
+        )
+        .await
+        .status(),
+        202
+    );
+    let mut failed = Value::Null;
+    for _ in 0..200 {
+        let events = app.get_json("/api/webhooks/events").await;
+        let rows = events["data"]["events"].as_array().unwrap().clone();
+        if let Some(row) = rows
+            .iter()
+            .find(|e| e["delivery_id"] == "broken" && e["outcome"] == "failed")
+        {
+            failed = row.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert_eq!(failed["processed"], false, "it will be retried");
+    assert!(
+        failed["outcome_detail"]
+            .as_str()
+            .unwrap()
+            .contains("workflow_job"),
+        "{failed}"
+    );
+    assert_eq!(
+        app.get_json("/api/jobs/3").await["data"]["status"],
+        "queued"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn api_tokens_guard_the_api_but_not_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.server.api_tokens = vec![runnerhub::config::Secret::new("op-token")];
+    let app = spawn_app_with(config).await;
+    let r = app.client.get(app.url("/api/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .client
+        .get(app.url("/api/jobs"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .client
+        .get(app.url("/api/jobs"))
+        .bearer_auth("op-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .deliver("ping", "p", &webhook_fixture("ping.payload.json"))
+        .await;
+    assert_eq!(r.status(), 200, "GitHub does not send our bearer token");
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}

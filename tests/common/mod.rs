@@ -1,0 +1,138 @@
+//! Shared test harness: a daemon on 127.0.0.1:0 with a temp database, signed deliveries.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use runnerhub::config::Config;
+use runnerhub::webhook::signature::sign;
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "test-webhook-secret";
+
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("RUNNERHUB_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/github"))
+}
+
+pub fn webhook_fixture(name: &str) -> Vec<u8> {
+    let path = fixtures_dir().join("webhooks").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A config for tests: signed with [`SECRET`], database in `dir`, one pool for the
+/// self-hosted fixtures.
+pub fn test_config(dir: &Path) -> Config {
+    let text = format!(
+        r#"
+        [database]
+        url = "sqlite://{}/runnerhub.db"
+        [[pools]]
+        name = "linux"
+        labels = ["self-hosted", "linux", "x64", "docker"]
+        "#,
+        dir.display()
+    );
+    let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
+    Config::from_toml_with_env(&text, Path::new("test.toml"), &env).expect("test config")
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Keeps the temp dir alive for the app's lifetime (unless the caller owns the dir).
+    pub dir: Option<tempfile::TempDir>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let mut app = spawn_app_with(config).await;
+    app.dir = Some(dir);
+    app
+}
+
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runnerhub::app::run(config, listener, shutdown.clone()));
+    let client = reqwest::Client::new();
+    // Ready when /readyz answers.
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return TestApp {
+                addr,
+                client,
+                shutdown,
+                task,
+                dir: None,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("app did not become ready");
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Posts `body` as GitHub would: signed, with event and delivery headers.
+    pub async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/webhooks/github"))
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", delivery)
+            .header("Content-Type", "application/json")
+            .header("X-Hub-Signature-256", sign(SECRET, body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Waits until no delivery is pending processing.
+    pub async fn settle(&self) {
+        for _ in 0..500 {
+            let health = self.get_json("/api/webhooks/health").await;
+            if health["data"]["pending"] == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("deliveries still pending");
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A `workflow_job` body for job `id` with `action` and `labels`, built from the self-hosted fixture.
+pub fn job_payload(id: i64, action: &str, labels: &[&str]) -> Vec<u8> {
+    let file = match action {
+        "queued" | "waiting" => "workflow_job.selfhosted.queued.json",
+        "in_progress" => "workflow_job.selfhosted.in_progress.json",
+        _ => "workflow_job.selfhosted.completed.json",
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(&webhook_fixture(file)).unwrap();
+    v["action"] = action.into();
+    v["workflow_job"]["id"] = id.into();
+    v["workflow_job"]["labels"] = labels.iter().map(|l| serde_json::Value::from(*l)).collect();
+    serde_json::to_vec(&v).unwrap()
+}
