@@ -36,11 +36,9 @@ impl Auth {
             return Ok(Auth::Token(token.clone()));
         }
         match (&cfg.app_id, cfg.installation_id, &cfg.private_key_path) {
-            (Some(app_id), Some(installation_id), Some(path)) => Ok(Auth::App(AppAuth::from_pem_file(
-                app_id,
-                installation_id,
-                path,
-            )?)),
+            (Some(app_id), Some(installation_id), Some(path)) => Ok(Auth::App(
+                AppAuth::from_pem_file(app_id, installation_id, path)?,
+            )),
             _ => anyhow::bail!(
                 "github: set `token` (GITHUB_TOKEN) or all of `app_id`, `installation_id` and `private_key_path`"
             ),
@@ -69,7 +67,10 @@ impl AppAuth {
         path: &Path,
     ) -> anyhow::Result<Self> {
         let pem = std::fs::read(path).map_err(|e| {
-            anyhow::anyhow!("github.private_key_path: cannot read {}: {e}", path.display())
+            anyhow::anyhow!(
+                "github.private_key_path: cannot read {}: {e}",
+                path.display()
+            )
         })?;
         let key = EncodingKey::from_rsa_pem(&pem).map_err(|e| {
             anyhow::anyhow!(

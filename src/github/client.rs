@@ -30,7 +30,8 @@ pub trait GithubApi: Send + Sync + 'static {
         runner_id: i64,
     ) -> Result<DeleteOutcome, GithubError>;
     /// Every runner registered in the scope (all pages).
-    async fn list_runners(&self, scope: &RunnerScope) -> Result<Vec<RegisteredRunner>, GithubError>;
+    async fn list_runners(&self, scope: &RunnerScope)
+    -> Result<Vec<RegisteredRunner>, GithubError>;
 }
 
 /// How hard the client tries before giving up. The defaults keep one call under 30 s.
@@ -91,8 +92,14 @@ impl GithubClient {
         reqwest::Url::parse(&api_url)
             .map_err(|e| anyhow::anyhow!("github.api_url: `{api_url}` is not a URL: {e}"))?;
         let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
-        headers.insert("x-github-api-version", HeaderValue::from_static("2022-11-28"));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        );
+        headers.insert(
+            "x-github-api-version",
+            HeaderValue::from_static("2022-11-28"),
+        );
         headers.insert(
             USER_AGENT,
             HeaderValue::from_static(concat!("runnerhub/", env!("CARGO_PKG_VERSION"))),
@@ -147,7 +154,14 @@ impl GithubClient {
         let bearer = Secret::new(format!("Bearer {}", jwt.expose()));
         let path = format!("app/installations/{}/access_tokens", app.installation_id);
         let resp = self
-            .call_with("create_installation_token", Method::POST, &path, &[], None, &bearer)
+            .call_with(
+                "create_installation_token",
+                Method::POST,
+                &path,
+                &[],
+                None,
+                &bearer,
+            )
             .await?;
         if resp.status != 201 && resp.status != 200 {
             return Err(error_for(&resp));
@@ -184,7 +198,10 @@ impl GithubClient {
         if resp.status != 401 {
             return Ok(resp);
         }
-        tracing::warn!(endpoint, "GitHub refused the installation token; fetching a new one");
+        tracing::warn!(
+            endpoint,
+            "GitHub refused the installation token; fetching a new one"
+        );
         app.cache.lock().await.take();
         let authorization = self.authorization().await?;
         self.call_with(endpoint, method, path, query, body, &authorization)
@@ -274,7 +291,11 @@ impl GithubClient {
             || wait > self.policy.max_rate_limit_wait
             || started.elapsed() + wait > self.policy.total_budget
         {
-            tracing::warn!(endpoint, ?wait, "GitHub rate limit: not waiting that long here");
+            tracing::warn!(
+                endpoint,
+                ?wait,
+                "GitHub rate limit: not waiting that long here"
+            );
             return Err(GithubError::RateLimited { retry_after: wait });
         }
         tokio::time::sleep(wait).await;
@@ -305,7 +326,10 @@ impl GithubClient {
 #[async_trait::async_trait]
 impl GithubApi for GithubClient {
     async fn generate_jit_config(&self, req: &JitRequest) -> Result<JitConfig, GithubError> {
-        let path = format!("{}/actions/runners/generate-jitconfig", req.scope.api_path());
+        let path = format!(
+            "{}/actions/runners/generate-jitconfig",
+            req.scope.api_path()
+        );
         let body = serde_json::json!({
             "name": req.name,
             "runner_group_id": req.runner_group_id,
@@ -343,7 +367,10 @@ impl GithubApi for GithubClient {
         }
     }
 
-    async fn list_runners(&self, scope: &RunnerScope) -> Result<Vec<RegisteredRunner>, GithubError> {
+    async fn list_runners(
+        &self,
+        scope: &RunnerScope,
+    ) -> Result<Vec<RegisteredRunner>, GithubError> {
         let path = format!("{}/actions/runners", scope.api_path());
         let mut runners = Vec::new();
         for page in 1..=MAX_RUNNER_PAGES {

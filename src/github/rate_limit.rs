@@ -112,12 +112,24 @@ mod tests {
     fn waits_follow_retry_after_then_reset() {
         let now = Utc.timestamp_opt(1_000, 0).unwrap();
         let retry = headers(&[("retry-after", "7")]);
-        assert_eq!(rate_limit_wait(429, &retry, now), Some(Duration::from_secs(7)));
-        assert_eq!(rate_limit_wait(403, &retry, now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            rate_limit_wait(429, &retry, now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            rate_limit_wait(403, &retry, now),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(rate_limit_wait(500, &retry, now), None);
 
-        let spent = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1030")]);
-        assert_eq!(rate_limit_wait(403, &spent, now), Some(Duration::from_secs(30)));
+        let spent = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1030"),
+        ]);
+        assert_eq!(
+            rate_limit_wait(403, &spent, now),
+            Some(Duration::from_secs(30))
+        );
 
         let forbidden = headers(&[("x-ratelimit-remaining", "12")]);
         assert_eq!(rate_limit_wait(403, &forbidden, now), None);

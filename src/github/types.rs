@@ -145,7 +145,9 @@ impl GithubError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            GithubError::RateLimited { .. } | GithubError::Server { .. } | GithubError::Transport(_)
+            GithubError::RateLimited { .. }
+                | GithubError::Server { .. }
+                | GithubError::Transport(_)
         )
     }
 }
