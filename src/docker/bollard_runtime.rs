@@ -29,9 +29,9 @@ const DOCKER_CALL_TIMEOUT_SECS: u64 = 120;
 pub struct BollardRuntime {
     /// bollard client; cheap to clone (shared connection pool).
     docker: Docker,
-    /// Unix time of the newest event seen, so a re-subscription after a lost connection asks
-    /// Docker to replay what happened meanwhile (`since`). Shared by clones.
-    last_event_secs: Arc<AtomicI64>,
+    /// Time (Unix nanoseconds) of the newest event seen, so a re-subscription after a lost
+    /// connection asks Docker to replay what happened meanwhile (`since`). Shared by clones.
+    last_event_nanos: Arc<AtomicI64>,
 }
 
 impl BollardRuntime {
@@ -55,7 +55,7 @@ impl BollardRuntime {
         tracing::info!(docker.host = host, api_version = %docker.client_version(), "connected to Docker");
         Ok(BollardRuntime {
             docker,
-            last_event_secs: Arc::new(AtomicI64::new(0)),
+            last_event_nanos: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -197,11 +197,20 @@ impl ContainerRuntime for BollardRuntime {
     }
 
     fn events(&self) -> BoxStream<'static, Result<ContainerEvent, DockerError>> {
-        let last_seen = self.last_event_secs.clone();
-        let since = match last_seen.load(Ordering::Relaxed) {
-            0 => None,
-            secs => Some(secs.to_string()),
+        let last_seen = self.last_event_nanos.clone();
+        // The HTTP request only leaves when the stream is first polled; `since` makes Docker
+        // replay what happened from this call on (or, on a re-subscription, from the newest
+        // event seen), so nothing falls into that gap. Delivery is at least once: the event at
+        // exactly `since` may come twice.
+        let since_nanos = match last_seen.load(Ordering::Relaxed) {
+            0 => chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            nanos => nanos,
         };
+        let since = Some(format!(
+            "{}.{:09}",
+            since_nanos.div_euclid(1_000_000_000),
+            since_nanos.rem_euclid(1_000_000_000)
+        ));
         let mut filters = managed_filter();
         filters.insert("type".into(), vec!["container".into()]);
         filters.insert(
@@ -220,8 +229,8 @@ impl ContainerRuntime for BollardRuntime {
         let events = self.docker.events(Some(options)).filter_map(move |item| {
             let out = match item {
                 Ok(message) => {
-                    if let Some(time) = message.time {
-                        last_seen.fetch_max(time, Ordering::Relaxed);
+                    if let Some(nanos) = message.time_nano {
+                        last_seen.fetch_max(nanos, Ordering::Relaxed);
                     }
                     translate_event(message, &mut oom_seen).map(Ok)
                 }

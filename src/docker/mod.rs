@@ -31,7 +31,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove(&self, container_id: &str) -> Result<(), DockerError>;
     /// Every container labelled `runnerhub.managed=true`, running or not.
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>, DockerError>;
-    /// Start/exit/destroy events of managed containers, as they happen. The stream ends with an
+    /// Start/exit/destroy events of managed containers from the moment of this call on (even
+    /// before the stream is first polled). The stream ends with an
     /// `Err` (never silently) when the connection is lost, e.g. because the daemon restarted;
     /// the caller subscribes again and reconciles with [`ContainerRuntime::list_managed`].
     fn events(&self) -> futures::stream::BoxStream<'static, Result<ContainerEvent, DockerError>>;

@@ -3,3 +3,4 @@
 #![allow(dead_code)]
 
 pub mod github_stub;
+pub mod test_image;
