@@ -37,7 +37,8 @@ pub struct BollardRuntime {
 impl BollardRuntime {
     /// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://host:2375`, `http://…`) and
     /// negotiates the API version: bollard's default is newer than e.g. Engine 20.10 (API 1.41),
-    /// which would refuse it.
+    /// which would refuse it. (bollard 0.18 in fact drops the `/vX.Y` path prefix, so the engine
+    /// answers at its own version; negotiating keeps us right once that is fixed.)
     pub async fn connect(host: &str) -> Result<Self, DockerError> {
         let docker = if host.starts_with("unix://") || host.starts_with('/') {
             Docker::connect_with_unix(host, DOCKER_CALL_TIMEOUT_SECS, API_DEFAULT_VERSION)

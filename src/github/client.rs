@@ -78,6 +78,21 @@ pub struct GithubClient {
     rate: std::sync::Mutex<Option<RateLimitSnapshot>>,
 }
 
+impl std::fmt::Debug for GithubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names the kind of credentials only, never their value.
+        let auth = match &self.auth {
+            Auth::Token(_) => "token",
+            Auth::App(_) => "github-app",
+        };
+        f.debug_struct("GithubClient")
+            .field("api_url", &self.api_url)
+            .field("auth", &auth)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A response read to the end.
 struct RawResponse {
     status: u16,
