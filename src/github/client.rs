@@ -34,7 +34,9 @@ pub trait GithubApi: Send + Sync + 'static {
     -> Result<Vec<RegisteredRunner>, GithubError>;
 }
 
-/// How hard the client tries before giving up. The defaults keep one call under 30 s.
+/// How hard the client tries before giving up. The defaults keep one call under 30 s: at most
+/// 4 attempts, no attempt starts after `total_budget`, and attempt timeouts are capped by what is
+/// left of it.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts per call, the first included (5xx, transport errors, short rate limits).
@@ -255,7 +257,9 @@ impl GithubClient {
                 .http
                 .request(method.clone(), &url)
                 .header(AUTHORIZATION, auth_value)
-                .timeout(self.policy.request_timeout);
+                // The last attempt only gets what is left of the budget, so that a call never
+                // takes much longer than `total_budget` even when every attempt times out.
+                .timeout(self.attempt_timeout(started));
             if !query.is_empty() {
                 req = req.query(query);
             }
@@ -292,6 +296,15 @@ impl GithubClient {
             tracing::warn!(endpoint, attempt, error = %failure, ?delay, "GitHub call failed; retrying");
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// The timeout of the next attempt: the request timeout, capped by the remaining budget
+    /// (at least one second, so an attempt is never doomed from the start).
+    fn attempt_timeout(&self, started: Instant) -> Duration {
+        let left = self.policy.total_budget.saturating_sub(started.elapsed());
+        self.policy
+            .request_timeout
+            .min(left.max(Duration::from_secs(1)))
     }
 
     /// Sleeps through a short rate-limit wait, or returns `RateLimited` for a long one.
