@@ -3,8 +3,10 @@
 //! # Layout
 //! - [`app`]: long-lived handles (`App`), `AppState`, and `run(config, listener, shutdown)`.
 //! - [`config`]: the one `Config`, defaults < TOML file < environment, validated with key names.
+//! - [`docker`]: the container runtime trait, runner container specs, the bollard implementation.
 //! - [`domain`]: jobs, workflow runs, label matching, priority. Pure, no IO.
 //! - [`events`]: the in-process bus of state changes (WebSocket, metrics).
+//! - [`github`]: the GitHub REST client (JIT runners, PAT / App auth, retries, rate limits).
 //! - [`http`]: routers per resource, the error envelope, bearer-token guard.
 //! - [`scheduler`]: the task that owns job state; the delivery processor.
 //! - [`store`]: the `Store` trait and its SQLite backend.
@@ -13,8 +15,10 @@
 
 pub mod app;
 pub mod config;
+pub mod docker;
 pub mod domain;
 pub mod events;
+pub mod github;
 pub mod http;
 pub mod scheduler;
 pub mod store;

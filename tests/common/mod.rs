@@ -1,6 +1,9 @@
 //! Shared test harness: a daemon on 127.0.0.1:0 with a temp database, signed deliveries.
 #![allow(dead_code)]
 
+pub mod github_stub;
+pub mod test_image;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,191 @@
+//! Webhook ingest load: signed ~7 KB `workflow_job` deliveries over loopback, durable acks.
+//!
+//! `cargo bench --bench ingest` (options: `-- --seconds N --connections N --rate N`).
+//! Phase 1 saturates with N closed-loop connections (acks/s, p50/p99). Phase 2 sends a steady
+//! open-loop rate and reports latency at that rate. The daemon runs in its own runtime with
+//! SQLite in WAL + synchronous=FULL: every acknowledged delivery is on disk.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use runnerhub::config::Config;
+use runnerhub::webhook::signature::sign;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "bench-secret";
+
+struct Args {
+    seconds: u64,
+    connections: usize,
+    rate: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args { seconds: 10, connections: 64, rate: 1000 };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = || argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        match argv[i].as_str() {
+            "--seconds" => a.seconds = value().expect("--seconds N"),
+            "--connections" => a.connections = value().expect("--connections N") as usize,
+            "--rate" => a.rate = value().expect("--rate N"),
+            _ => {} // cargo bench passes --bench
+        }
+        i += 1;
+    }
+    a
+}
+
+fn payload_template() -> serde_json::Value {
+    let dir = std::env::var("RUNNERHUB_FIXTURES")
+        .unwrap_or_else(|_| format!("{}/../shared/fixtures/github", env!("CARGO_MANIFEST_DIR")));
+    let text = std::fs::read_to_string(format!("{dir}/webhooks/workflow_job.selfhosted.queued.json"))
+        .expect("fixture workflow_job.selfhosted.queued.json");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A signed delivery: (guid, signature, body).
+fn delivery(template: &serde_json::Value, n: u64) -> (String, String, Bytes) {
+    let mut v = template.clone();
+    v["workflow_job"]["id"] = (1_000_000 + n).into();
+    let body = serde_json::to_vec(&v).unwrap();
+    (format!("bench-{n}-{}", uuid::Uuid::new_v4()), sign(SECRET, &body), Bytes::from(body))
+}
+
+async fn connect(addr: std::net::SocketAddr) -> http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn post(sender: &mut http1::SendRequest<Full<Bytes>>, d: &(String, String, Bytes)) -> Duration {
+    let request = hyper::Request::post("/api/webhooks/github")
+        .header("Host", "127.0.0.1")
+        .header("X-GitHub-Event", "workflow_job")
+        .header("X-GitHub-Delivery", &d.0)
+        .header("X-Hub-Signature-256", &d.1)
+        .header("Content-Type", "application/json")
+        .body(Full::new(d.2.clone()))
+        .unwrap();
+    let start = Instant::now();
+    sender.ready().await.unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    response.into_body().collect().await.unwrap();
+    assert_eq!(status, 202, "delivery not accepted");
+    start.elapsed()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
+    latencies.sort_unstable();
+    println!(
+        "{name}: {} acks in {:.1} s = {:.0} acks/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap().as_secs_f64() * 1000.0,
+    );
+}
+
+fn main() {
+    let args = args();
+    let dir = tempfile::tempdir().unwrap();
+    let config_text = format!("[database]\nurl = \"sqlite://{}/bench.db\"\n", dir.path().display());
+    let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
+    let config = Config::from_toml_with_env(&config_text, std::path::Path::new("bench"), &env).unwrap();
+
+    // The daemon gets its own runtime, as in production; the load generator another.
+    let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let shutdown = CancellationToken::new();
+    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = server_rt.spawn(runnerhub::app::run(config, listener, shutdown.clone()));
+
+    let client_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let template = Arc::new(payload_template());
+    println!(
+        "payload {} bytes; {} connections for {} s, then {}/s for {} s",
+        delivery(&template, 0).2.len(),
+        args.connections,
+        args.seconds,
+        args.rate,
+        args.seconds
+    );
+    client_rt.block_on(async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        saturate(addr, &template, &args).await;
+        steady(addr, &template, &args).await;
+    });
+    shutdown.cancel();
+    server_rt.block_on(server).unwrap().unwrap();
+}
+
+async fn saturate(addr: std::net::SocketAddr, template: &Arc<serde_json::Value>, args: &Args) {
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let template = template.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await;
+            let mut latencies = Vec::new();
+            let mut n = c as u64 * 10_000_000;
+            // Sign a few ahead so signing is not on the measured path.
+            let mut next = delivery(&template, n);
+            while Instant::now() < deadline {
+                latencies.push(post(&mut sender, &next).await);
+                n += 1;
+                next = delivery(&template, n);
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    report(&format!("saturation ({} connections)", args.connections), all, start.elapsed());
+}
+
+async fn steady(addr: std::net::SocketAddr, template: &Arc<serde_json::Value>, args: &Args) {
+    const CONNECTIONS: usize = 16;
+    let per_connection = args.rate as f64 / CONNECTIONS as f64;
+    let interval = Duration::from_secs_f64(1.0 / per_connection);
+    let total = (per_connection * args.seconds as f64) as u64;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let template = template.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await;
+            let mut latencies = Vec::new();
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for i in 0..total {
+                let d = delivery(&template, 900_000_000 + c as u64 * 1_000_000 + i);
+                ticker.tick().await;
+                latencies.push(post(&mut sender, &d).await);
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    report(&format!("steady {}/s", args.rate), all, start.elapsed());
+}

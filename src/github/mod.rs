@@ -1,0 +1,12 @@
+//! GitHub REST client: JIT runner registration, runner deletion and listing, with PAT or
+//! GitHub App authentication, retries and rate-limit handling.
+
+pub mod auth;
+pub mod client;
+pub mod rate_limit;
+pub mod types;
+
+pub use auth::TOKEN_REFRESH_MARGIN;
+pub use client::{GithubApi, GithubClient, RetryPolicy};
+pub use rate_limit::RateLimitSnapshot;
+pub use types::{DeleteOutcome, GithubError, JitConfig, JitRequest, RegisteredRunner, RunnerScope};
