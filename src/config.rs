@@ -411,16 +411,17 @@ impl Config {
             message: e.to_string(),
         })?;
         validate::apply_env_overrides(&mut root, env)?;
-        let mut config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(root))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 ConfigError::invalid(key, e.into_inner().to_string())
             })?;
         for (var, value) in env {
             match var.as_str() {
-                "GITHUB_WEBHOOK_SECRET" if !value.is_empty() => {
-                    config.github.webhook_secrets.push(Secret::new(value.clone()))
-                }
+                "GITHUB_WEBHOOK_SECRET" if !value.is_empty() => config
+                    .github
+                    .webhook_secrets
+                    .push(Secret::new(value.clone())),
                 "GITHUB_TOKEN" if !value.is_empty() => {
                     config.github.token = Some(Secret::new(value.clone()))
                 }

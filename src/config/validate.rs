@@ -128,7 +128,9 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     let url = &config.database.url;
-    if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"))
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres:")
+        || url.starts_with("postgresql:"))
     {
         return Err(ConfigError::invalid(
             "database.url",
@@ -136,10 +138,16 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     if config.limits.max_runners == 0 {
-        return Err(ConfigError::invalid("limits.max_runners", "must be at least 1"));
+        return Err(ConfigError::invalid(
+            "limits.max_runners",
+            "must be at least 1",
+        ));
     }
     if config.server.instance_id.is_empty() {
-        return Err(ConfigError::invalid("server.instance_id", "must not be empty"));
+        return Err(ConfigError::invalid(
+            "server.instance_id",
+            "must not be empty",
+        ));
     }
     validate_pools(config)?;
     for (i, rule) in config.priority.rules.iter().enumerate() {
@@ -194,10 +202,16 @@ fn validate_pools(config: &Config) -> Result<(), ConfigError> {
             return Err(ConfigError::invalid(key("memory"), message));
         }
         if !pool.cpus.is_finite() || pool.cpus < 0.0 {
-            return Err(ConfigError::invalid(key("cpus"), "must be a non-negative number"));
+            return Err(ConfigError::invalid(
+                key("cpus"),
+                "must be a non-negative number",
+            ));
         }
         if pool.max_runners == 0 {
-            return Err(ConfigError::invalid(key("max_runners"), "must be at least 1"));
+            return Err(ConfigError::invalid(
+                key("max_runners"),
+                "must be at least 1",
+            ));
         }
         if pool.min_idle > pool.max_runners {
             return Err(ConfigError::invalid(
