@@ -443,7 +443,7 @@ async fn list_runs(
     let repo_id = state.repo_id(&repo);
     let page: Vec<Value> = paginate(&runs, &q)
         .iter()
-        .map(|r| templates::rest_run(r, repo_id))
+        .map(|r| templates::rest_run_list_item(r, repo_id))
         .collect();
     Ok(Json(
         json!({"total_count": runs.len(), "workflow_runs": page}),

@@ -189,6 +189,9 @@ fn fill_run(v: &mut Value, p: &str, run: &Run, repo_id: u64) {
     set(v, &format!("{p}/run_number"), json!(run.run_number));
     set(v, &format!("{p}/run_attempt"), json!(1));
     set(v, &format!("{p}/event"), json!("push"));
+    set(v, &format!("{p}/pull_requests"), json!([]));
+    set(v, &format!("{p}/referenced_workflows"), json!([]));
+    set(v, &format!("{p}/previous_attempt_url"), Value::Null);
     set(
         v,
         &format!("{p}/display_title"),
@@ -273,6 +276,16 @@ pub fn push(repository: &str, repo_id: u64, branch: &str, installation_id: u64) 
 pub fn rest_run(run: &Run, repo_id: u64) -> Value {
     let mut v = load(REST_RUN, &run.repository);
     fill_run(&mut v, "", run, repo_id);
+    v
+}
+
+/// An item of `GET /repos/{o}/{r}/actions/runs`: GitHub's list example lacks two keys of the single run.
+pub fn rest_run_list_item(run: &Run, repo_id: u64) -> Value {
+    let mut v = rest_run(run, repo_id);
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("previous_attempt_url");
+        obj.remove("referenced_workflows");
+    }
     v
 }
 

@@ -143,7 +143,8 @@ fn headers(shared: &Shared, out: &Outgoing) -> BTreeMap<String, String> {
     let secret = &shared.config.webhook_secret;
     let mut h = BTreeMap::new();
     h.insert("Accept".into(), "*/*".into());
-    h.insert("Content-Type".into(), "application/json".into());
+    // Casing as in GitHub's delivery log (`content-type` is the odd one out there).
+    h.insert("content-type".into(), "application/json".into());
     h.insert("User-Agent".into(), USER_AGENT.into());
     h.insert("X-GitHub-Event".into(), out.event.clone());
     h.insert("X-GitHub-Delivery".into(), out.guid.clone());
