@@ -46,20 +46,39 @@ fn b64_json(s: &str) -> Option<Value> {
 }
 
 fn parse_config(encoded: &str) -> Result<Config, Failure> {
-    let invalid = |what: &str| Failure(2, format!("invalid ACTIONS_RUNNER_INPUT_JITCONFIG: {what}"));
+    let invalid =
+        |what: &str| Failure(2, format!("invalid ACTIONS_RUNNER_INPUT_JITCONFIG: {what}"));
     let outer = b64_json(encoded).ok_or_else(|| invalid("not base64-encoded JSON"))?;
-    let part = |k: &str| outer.get(k).and_then(Value::as_str).and_then(b64_json).ok_or_else(|| invalid(k));
+    let part = |k: &str| {
+        outer
+            .get(k)
+            .and_then(Value::as_str)
+            .and_then(b64_json)
+            .ok_or_else(|| invalid(k))
+    };
     let runner = part(".runner")?;
     let credentials = part(".credentials")?;
-    let server = runner.get("ServerUrl").and_then(Value::as_str).ok_or_else(|| invalid("no .runner ServerUrl"))?;
-    let rest = server.strip_prefix("http://").ok_or_else(|| invalid("ServerUrl must be http://host:port"))?;
+    let server = runner
+        .get("ServerUrl")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("no .runner ServerUrl"))?;
+    let rest = server
+        .strip_prefix("http://")
+        .ok_or_else(|| invalid("ServerUrl must be http://host:port"))?;
     let authority = rest.split('/').next().unwrap_or_default();
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse().map_err(|_| invalid("ServerUrl port"))?),
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse().map_err(|_| invalid("ServerUrl port"))?,
+        ),
         None => (authority.to_string(), 80),
     };
     Ok(Config {
-        runner_name: runner.get("AgentName").and_then(Value::as_str).unwrap_or("runner").into(),
+        runner_name: runner
+            .get("AgentName")
+            .and_then(Value::as_str)
+            .unwrap_or("runner")
+            .into(),
         host,
         port,
         token: credentials
@@ -71,8 +90,18 @@ fn parse_config(encoded: &str) -> Result<Config, Failure> {
 }
 
 /// One HTTP/1.1 exchange with `Connection: close`; returns status and body.
-fn http(config: &Config, method: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<(u16, Vec<u8>), Failure> {
-    let addr: SocketAddr = match (config.host.as_str(), config.port).to_socket_addrs().ok().and_then(|mut a| a.next()) {
+fn http(
+    config: &Config,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), Failure> {
+    let addr: SocketAddr = match (config.host.as_str(), config.port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    {
         Some(a) => a,
         None => return fail(3, format!("cannot resolve simulator host {}", config.host)),
     };
@@ -92,7 +121,11 @@ fn http(config: &Config, method: &str, path: &str, body: Option<&Value>, timeout
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).map_err(io)?;
-    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| Failure(1, format!("bad HTTP status line {line:?}")))?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Failure(1, format!("bad HTTP status line {line:?}")))?;
     let (mut length, mut chunked) = (None, false);
     loop {
         line.clear();
@@ -115,7 +148,8 @@ fn http(config: &Config, method: &str, path: &str, body: Option<&Value>, timeout
         loop {
             line.clear();
             reader.read_line(&mut line).map_err(io)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
             if size == 0 {
                 break;
             }
@@ -138,9 +172,12 @@ fn run() -> Result<(), Failure> {
         _ => return fail(2, "ACTIONS_RUNNER_INPUT_JITCONFIG is not set"),
     };
     let job_wait = match std::env::var("RUNNER_JOB_WAIT_TIMEOUT_SECS") {
-        Ok(v) => Some(Duration::from_secs(
-            v.parse().map_err(|_| Failure(2, format!("RUNNER_JOB_WAIT_TIMEOUT_SECS={v:?} is not a number of seconds")))?,
-        )),
+        Ok(v) => Some(Duration::from_secs(v.parse().map_err(|_| {
+            Failure(
+                2,
+                format!("RUNNER_JOB_WAIT_TIMEOUT_SECS={v:?} is not a number of seconds"),
+            )
+        })?)),
         Err(_) => None,
     };
     let config = parse_config(&encoded)?;
@@ -159,38 +196,91 @@ fn run() -> Result<(), Failure> {
         }
     };
     if connected.0 != 200 {
-        return fail(1, format!("runner {name}: connect answered HTTP {}: {}", connected.0, String::from_utf8_lossy(&connected.1)));
+        return fail(
+            1,
+            format!(
+                "runner {name}: connect answered HTTP {}: {}",
+                connected.0,
+                String::from_utf8_lossy(&connected.1)
+            ),
+        );
     }
-    println!("runner {name}: connected to {}:{}, waiting for a job", config.host, config.port);
+    println!(
+        "runner {name}: connected to {}:{}, waiting for a job",
+        config.host, config.port
+    );
 
     let started = Instant::now();
     let job: Value = loop {
         let wait = match job_wait {
             Some(limit) => match limit.checked_sub(started.elapsed()) {
                 Some(left) if !left.is_zero() => left.as_secs().clamp(1, POLL_WAIT_SECS),
-                _ => return fail(4, format!("runner {name}: no job within {}s", limit.as_secs())),
+                _ => {
+                    return fail(
+                        4,
+                        format!("runner {name}: no job within {}s", limit.as_secs()),
+                    );
+                }
             },
             None => POLL_WAIT_SECS,
         };
         let path = format!("/_sim/runner/job?wait_secs={wait}");
         let (status, body) = http(&config, "GET", &path, None, Duration::from_secs(wait + 10))?;
         match status {
-            200 => break serde_json::from_slice(&body).map_err(|e| Failure(1, format!("bad job JSON: {e}")))?,
+            200 => {
+                break serde_json::from_slice(&body)
+                    .map_err(|e| Failure(1, format!("bad job JSON: {e}")))?;
+            }
             204 => continue,
-            404 => return fail(1, format!("runner {name}: removed from the simulator before a job arrived")),
-            s => return fail(1, format!("runner {name}: job poll answered HTTP {s}: {}", String::from_utf8_lossy(&body))),
+            404 => {
+                return fail(
+                    1,
+                    format!("runner {name}: removed from the simulator before a job arrived"),
+                );
+            }
+            s => {
+                return fail(
+                    1,
+                    format!(
+                        "runner {name}: job poll answered HTTP {s}: {}",
+                        String::from_utf8_lossy(&body)
+                    ),
+                );
+            }
         }
     };
-    let job_id = job.get("job_id").and_then(Value::as_u64).unwrap_or_default();
-    let duration_ms = job.get("duration_ms").and_then(Value::as_u64).unwrap_or_default();
-    let conclusion = job.get("conclusion").and_then(Value::as_str).unwrap_or("success").to_string();
+    let job_id = job
+        .get("job_id")
+        .and_then(Value::as_u64)
+        .unwrap_or_default();
+    let duration_ms = job
+        .get("duration_ms")
+        .and_then(Value::as_u64)
+        .unwrap_or_default();
+    let conclusion = job
+        .get("conclusion")
+        .and_then(Value::as_str)
+        .unwrap_or("success")
+        .to_string();
     println!("runner {name}: running job {job_id} for {duration_ms} ms");
     std::thread::sleep(Duration::from_millis(duration_ms));
 
     let path = format!("/_sim/runner/job/{job_id}/complete");
-    let (status, body) = http(&config, "POST", &path, Some(&json!({"conclusion": conclusion})), short)?;
+    let (status, body) = http(
+        &config,
+        "POST",
+        &path,
+        Some(&json!({"conclusion": conclusion})),
+        short,
+    )?;
     if status != 200 {
-        return fail(1, format!("runner {name}: completing job {job_id} answered HTTP {status}: {}", String::from_utf8_lossy(&body)));
+        return fail(
+            1,
+            format!(
+                "runner {name}: completing job {job_id} answered HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
+        );
     }
     println!("runner {name}: job {job_id} completed ({conclusion})");
     Ok(())
