@@ -174,6 +174,55 @@ async fn test_runner_container_fails_clearly_without_config() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("ACTIONS_RUNNER_INPUT_JITCONFIG is not set")
     );
+
+    // A registered runner with no job for it gives up after RUNNER_JOB_WAIT_TIMEOUT_SECS.
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let registered: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/orgs/acme/actions/runners/generate-jitconfig",
+            sim.url()
+        ))
+        .bearer_auth("sim-token")
+        .json(&json!({"name": "idle-runner", "runner_group_id": 1, "labels": ["self-hosted"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jit = format!(
+        "ACTIONS_RUNNER_INPUT_JITCONFIG={}",
+        registered["encoded_jit_config"].as_str().unwrap()
+    );
+    let name = format!(
+        "runnerhub-simtest-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let _guard = ContainerGuard(name.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        docker(&[
+            "run",
+            "--name",
+            &name,
+            "--network",
+            "host",
+            "-e",
+            &jit,
+            "-e",
+            "RUNNER_JOB_WAIT_TIMEOUT_SECS=1",
+            IMAGE,
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job within 1s"));
+    sim.shutdown().await;
 }
 
 fn logs(name: &str) -> String {
