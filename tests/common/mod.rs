@@ -1,6 +1,8 @@
 //! Helpers shared by the simulator tests: fixtures, JSON shape comparison, a webhook receiver.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

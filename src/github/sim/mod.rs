@@ -23,6 +23,7 @@ pub mod jit;
 mod jwt;
 mod rest;
 pub mod runner_client;
+mod spec;
 pub mod state;
 mod templates;
 mod webhook;

@@ -4,12 +4,12 @@
 //! instant.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::spec::JobSpec;
 use super::templates;
 
 /// First ids handed out, in the ranges GitHub uses, so that code which stores ids as `i32` breaks here too.
@@ -20,94 +20,6 @@ const FIRST_REPO_ID: u64 = 186_853_002;
 pub const HOSTED_RUNNER_GROUP_ID: u64 = 0;
 pub const HOSTED_RUNNER_GROUP_NAME: &str = "GitHub Actions";
 pub const DEFAULT_RUNNER_GROUP_NAME: &str = "Default";
-
-/// A job to simulate: what a workflow's `runs-on` asks for and how the job ends.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct JobSpec {
-    /// `owner/repo`.
-    pub repository: String,
-    /// The job's `runs-on` labels. A job without `self-hosted` is run by a simulated GitHub-hosted runner.
-    pub labels: Vec<String>,
-    /// How long the runner spends on the job. JSON: milliseconds or a humantime string ("5s").
-    #[serde(default = "default_duration", with = "duration_serde")]
-    pub duration: Duration,
-    /// Conclusion reported when the job ends: success, failure, cancelled, skipped, timed_out, neutral.
-    #[serde(default = "default_conclusion")]
-    pub conclusion: String,
-    /// `workflow_run.name` / `workflow_job.workflow_name`.
-    #[serde(default = "default_workflow_name")]
-    pub workflow_name: String,
-    /// `workflow_job.name`.
-    #[serde(default = "default_job_name")]
-    pub job_name: String,
-}
-
-fn default_duration() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_conclusion() -> String {
-    "success".into()
-}
-fn default_workflow_name() -> String {
-    "CI".into()
-}
-fn default_job_name() -> String {
-    "build".into()
-}
-
-impl JobSpec {
-    /// A 5 s successful `CI / build` job.
-    pub fn new(repository: &str, labels: &[&str]) -> Self {
-        Self {
-            repository: repository.into(),
-            labels: labels.iter().map(|l| l.to_string()).collect(),
-            duration: default_duration(),
-            conclusion: default_conclusion(),
-            workflow_name: default_workflow_name(),
-            job_name: default_job_name(),
-        }
-    }
-
-    pub fn with_duration(mut self, duration: Duration) -> Self {
-        self.duration = duration;
-        self
-    }
-
-    pub fn with_conclusion(mut self, conclusion: &str) -> Self {
-        self.conclusion = conclusion.into();
-        self
-    }
-
-    /// Runs on a self-hosted runner (has the `self-hosted` label), as opposed to a GitHub-hosted one.
-    pub fn is_self_hosted(&self) -> bool {
-        self.labels
-            .iter()
-            .any(|l| l.eq_ignore_ascii_case("self-hosted"))
-    }
-}
-
-/// Durations in JSON: integer milliseconds out, milliseconds or humantime ("1500ms", "5s") in.
-pub mod duration_serde {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Number(n) => n.as_u64().map(Duration::from_millis).ok_or_else(|| {
-                serde::de::Error::custom("duration must be a non-negative integer of milliseconds")
-            }),
-            Value::String(s) => humantime::parse_duration(&s).map_err(serde::de::Error::custom),
-            other => Err(serde::de::Error::custom(format!(
-                "invalid duration {other}"
-            ))),
-        }
-    }
-}
 
 /// Where a runner is registered: a repository or an organization.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -615,93 +527,5 @@ pub fn labels_match(runner_labels: &[String], job_labels: &[String]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn labels(ls: &[&str]) -> Vec<String> {
-        ls.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn oldest_matching_job_goes_to_idle_runner_and_runner_leaves_after_one_job() {
-        let mut s = SimState::new(1);
-        let scope = Scope::Repo("o/r".into());
-        let (_, gpu_job, _) = s
-            .enqueue_job(JobSpec::new("o/r", &["self-hosted", "gpu"]))
-            .unwrap();
-        let (_, first, _) = s
-            .enqueue_job(JobSpec::new("o/r", &["self-hosted", "Linux"]))
-            .unwrap();
-        let (_, second, _) = s
-            .enqueue_job(JobSpec::new("o/r", &["self-hosted", "linux"]))
-            .unwrap();
-        let r = s
-            .register_runner(
-                scope.clone(),
-                "r1",
-                &labels(&["self-hosted", "linux", "x64"]),
-                1,
-                "c".into(),
-            )
-            .unwrap();
-        let out = s.connect_runner(r.id).unwrap();
-        assert_eq!(s.runners[&r.id].job_id, Some(first));
-        assert!(
-            out.iter()
-                .any(|d| d.event == "workflow_job" && d.action.as_deref() == Some("in_progress"))
-        );
-        assert_eq!(s.jobs[&second].status, JobStatus::Queued);
-        assert_eq!(s.jobs[&gpu_job].status, JobStatus::Queued);
-        assert_eq!(
-            s.delete_runner(&scope, r.id),
-            Err(StateError::RunnerBusy("r1".into()))
-        );
-        let out = s.complete_job(first, "success").unwrap();
-        assert_eq!(out.len(), 2, "job completed + run completed");
-        assert!(
-            !s.runners.contains_key(&r.id),
-            "JIT runner is removed after its job"
-        );
-    }
-
-    #[test]
-    fn registration_rules() {
-        let mut s = SimState::new(1);
-        let scope = Scope::Org("o".into());
-        s.register_runner(scope.clone(), "a", &labels(&["x"]), 1, "c".into())
-            .unwrap();
-        assert!(matches!(
-            s.register_runner(scope.clone(), "A", &labels(&["x"]), 1, "c".into()),
-            Err(StateError::NameTaken(_))
-        ));
-        assert!(
-            s.register_runner(
-                Scope::Repo("o/r".into()),
-                "a",
-                &labels(&["x"]),
-                1,
-                "c".into()
-            )
-            .is_ok()
-        );
-        assert!(matches!(
-            s.register_runner(scope.clone(), "b", &[], 1, "c".into()),
-            Err(StateError::Invalid(_))
-        ));
-        assert!(matches!(
-            s.register_runner(scope.clone(), "b", &labels(&[""]), 1, "c".into()),
-            Err(StateError::Invalid(_))
-        ));
-        assert!(matches!(
-            s.register_runner(scope, "", &labels(&["x"]), 1, "c".into()),
-            Err(StateError::Invalid(_))
-        ));
-    }
-
-    #[test]
-    fn org_runner_serves_org_repos_only() {
-        assert!(Scope::Org("Octo".into()).serves("octo/a"));
-        assert!(!Scope::Org("octo".into()).serves("other/a"));
-        assert!(!Scope::Repo("o/r".into()).serves("o/r2"));
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;
