@@ -6,7 +6,8 @@
 //! - [`docker`]: the container runtime trait, runner container specs, the bollard implementation.
 //! - [`domain`]: jobs, workflow runs, label matching, priority. Pure, no IO.
 //! - [`events`]: the in-process bus of state changes (WebSocket, metrics).
-//! - [`github`]: the GitHub REST client (JIT runners, PAT / App auth, retries, rate limits).
+//! - [`github`]: the GitHub REST client (JIT runners, PAT / App auth, retries, rate limits) and
+//!   [`github::sim`], the GitHub simulator for tests and the demo.
 //! - [`http`]: routers per resource, the error envelope, bearer-token guard.
 //! - [`scheduler`]: the task that owns job state; the delivery processor.
 //! - [`store`]: the `Store` trait and its SQLite backend.

@@ -40,6 +40,8 @@ enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The GitHub simulator, for tests and demos: `sim serve`, `sim enqueue`, `sim push`.
+    Sim(runnerhub::github::sim::cli::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -103,6 +105,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Sim(args) => runnerhub::github::sim::cli::run_cli(args).await,
         Command::Config(ConfigCommand::Check { config }) => {
             let config = load_config(config)?;
             println!("# configuration is valid; effective values (secrets redacted):\n");

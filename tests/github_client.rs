@@ -373,7 +373,7 @@ mod app_auth {
     use super::*;
     use common::github_stub::Recorded;
 
-    const PUBLIC_KEY: &[u8] = include_bytes!("fixtures/test-only-github-app-key.pub.pem");
+    const PUBLIC_KEY: &[u8] = include_bytes!("fixtures/TEST-ONLY-github-app-key.pub.pem");
 
     fn app_client(stub: &Stub) -> GithubClient {
         let cfg = GithubConfig {
@@ -383,7 +383,7 @@ mod app_auth {
             private_key_path: Some(
                 concat!(
                     env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/test-only-github-app-key.pem"
+                    "/tests/fixtures/TEST-ONLY-github-app-key.pem"
                 )
                 .into(),
             ),

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod rate_limit;
+pub mod sim;
 pub mod types;
 
 pub use auth::TOKEN_REFRESH_MARGIN;

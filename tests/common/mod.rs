@@ -2,7 +2,11 @@
 #![allow(dead_code)]
 
 pub mod github_stub;
+mod shapes;
+pub mod sim;
 pub mod test_image;
+
+pub use shapes::*;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,10 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "test-webhook-secret";
 
+/// `../shared/fixtures/github` next to the package, or `$RUNNERHUB_FIXTURES`.
 pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("RUNNERHUB_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/github"))
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/github");
+    if beside.is_dir() {
+        return beside;
+    }
+    let from_env = PathBuf::from(std::env::var("RUNNERHUB_FIXTURES").expect(
+        "GitHub fixtures not found at ../shared/fixtures/github; set RUNNERHUB_FIXTURES",
+    ));
+    assert!(from_env.is_dir(), "RUNNERHUB_FIXTURES={} is not a directory", from_env.display());
+    from_env
 }
 
 pub fn webhook_fixture(name: &str) -> Vec<u8> {
