@@ -25,7 +25,11 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { seconds: 10, connections: 64, rate: 1000 };
+    let mut a = Args {
+        seconds: 10,
+        connections: 64,
+        rate: 1000,
+    };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < argv.len() {
@@ -44,8 +48,10 @@ fn args() -> Args {
 fn payload_template() -> serde_json::Value {
     let dir = std::env::var("RUNNERHUB_FIXTURES")
         .unwrap_or_else(|_| format!("{}/../shared/fixtures/github", env!("CARGO_MANIFEST_DIR")));
-    let text = std::fs::read_to_string(format!("{dir}/webhooks/workflow_job.selfhosted.queued.json"))
-        .expect("fixture workflow_job.selfhosted.queued.json");
+    let text = std::fs::read_to_string(format!(
+        "{dir}/webhooks/workflow_job.selfhosted.queued.json"
+    ))
+    .expect("fixture workflow_job.selfhosted.queued.json");
     serde_json::from_str(&text).unwrap()
 }
 
@@ -54,7 +60,11 @@ fn delivery(template: &serde_json::Value, n: u64) -> (String, String, Bytes) {
     let mut v = template.clone();
     v["workflow_job"]["id"] = (1_000_000 + n).into();
     let body = serde_json::to_vec(&v).unwrap();
-    (format!("bench-{n}-{}", uuid::Uuid::new_v4()), sign(SECRET, &body), Bytes::from(body))
+    (
+        format!("bench-{n}-{}", uuid::Uuid::new_v4()),
+        sign(SECRET, &body),
+        Bytes::from(body),
+    )
 }
 
 async fn connect(addr: std::net::SocketAddr) -> http1::SendRequest<Full<Bytes>> {
@@ -65,7 +75,10 @@ async fn connect(addr: std::net::SocketAddr) -> http1::SendRequest<Full<Bytes>> 
     sender
 }
 
-async fn post(sender: &mut http1::SendRequest<Full<Bytes>>, d: &(String, String, Bytes)) -> Duration {
+async fn post(
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    d: &(String, String, Bytes),
+) -> Duration {
     let request = hyper::Request::post("/api/webhooks/github")
         .header("Host", "127.0.0.1")
         .header("X-GitHub-Event", "workflow_job")
@@ -104,18 +117,30 @@ fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
 fn main() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
-    let config_text = format!("[database]\nurl = \"sqlite://{}/bench.db\"\n", dir.path().display());
+    let config_text = format!(
+        "[database]\nurl = \"sqlite://{}/bench.db\"\n",
+        dir.path().display()
+    );
     let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
-    let config = Config::from_toml_with_env(&config_text, std::path::Path::new("bench"), &env).unwrap();
+    let config =
+        Config::from_toml_with_env(&config_text, std::path::Path::new("bench"), &env).unwrap();
 
     // The daemon gets its own runtime, as in production; the load generator another.
-    let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let shutdown = CancellationToken::new();
-    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = server_rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let server = server_rt.spawn(runnerhub::app::run(config, listener, shutdown.clone()));
 
-    let client_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let template = Arc::new(payload_template());
     println!(
         "payload {} bytes; {} connections for {} s, then {}/s for {} s",
@@ -158,7 +183,11 @@ async fn saturate(addr: std::net::SocketAddr, template: &Arc<serde_json::Value>,
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    report(&format!("saturation ({} connections)", args.connections), all, start.elapsed());
+    report(
+        &format!("saturation ({} connections)", args.connections),
+        all,
+        start.elapsed(),
+    );
 }
 
 async fn steady(addr: std::net::SocketAddr, template: &Arc<serde_json::Value>, args: &Args) {

@@ -147,10 +147,7 @@ async fn a_processing_failure_is_recorded_and_blocks_nothing() {
             .contains("workflow_job"),
         "{failed}"
     );
-    assert_eq!(
-        app.get_json("/api/jobs/3").await["data"]["status"],
-        "queued"
-    );
+    assert_eq!(app.wait_for_job(3).await["status"], "queued");
     app.stop().await;
 }
 

@@ -81,7 +81,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
             if let Some(attempt) = attempt {
                 tracing::warn!(delivery = %attempt.delivery_id, event = %attempt.event, %rejection, "webhook signature refused");
                 metrics::counter!("webhook_signature_failures_total").increment(1);
-                if let Err(error) = state.ingest.submit(attempt).await {
+                if let Err(error) = state.ingest.submit(*attempt).await {
                     tracing::error!(%error, "cannot record a refused delivery in the audit log");
                 }
             }

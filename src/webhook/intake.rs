@@ -185,7 +185,7 @@ pub fn check(
     secrets: &[Secret],
     allow_unsigned: bool,
     now: DateTime<Utc>,
-) -> Result<NewDelivery, (Rejection, Option<NewDelivery>)> {
+) -> Result<NewDelivery, (Rejection, Option<Box<NewDelivery>>)> {
     let routing = routing_headers(headers).map_err(|r| (r, None))?;
     let encoding = body_encoding(headers).map_err(|r| (r, None))?;
     let signature_header = headers
@@ -194,7 +194,7 @@ pub fn check(
     let unsigned_ok = allow_unsigned && secrets.is_empty() && signature_header.is_none();
     if !unsigned_ok && let Err(e) = signature::verify(secrets, body, signature_header) {
         let kept = &body[..body.len().min(UNVERIFIED_BODY_KEEP_BYTES)];
-        let attempt = NewDelivery {
+        let attempt = Box::new(NewDelivery {
             delivery_id: routing.delivery_id,
             event: routing.event,
             action: None,
@@ -203,7 +203,7 @@ pub fn check(
             signature_valid: false,
             received_at: now,
             settled: Some(Settled::Rejected(e.to_string())),
-        };
+        });
         return Err((Rejection::Signature(e), Some(attempt)));
     }
     let json = json_text(encoding, body).map_err(|r| (r, None))?;

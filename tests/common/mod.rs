@@ -24,10 +24,15 @@ pub fn fixtures_dir() -> PathBuf {
     if beside.is_dir() {
         return beside;
     }
-    let from_env = PathBuf::from(std::env::var("RUNNERHUB_FIXTURES").expect(
-        "GitHub fixtures not found at ../shared/fixtures/github; set RUNNERHUB_FIXTURES",
-    ));
-    assert!(from_env.is_dir(), "RUNNERHUB_FIXTURES={} is not a directory", from_env.display());
+    let from_env =
+        PathBuf::from(std::env::var("RUNNERHUB_FIXTURES").expect(
+            "GitHub fixtures not found at ../shared/fixtures/github; set RUNNERHUB_FIXTURES",
+        ));
+    assert!(
+        from_env.is_dir(),
+        "RUNNERHUB_FIXTURES={} is not a directory",
+        from_env.display()
+    );
     from_env
 }
 
@@ -129,6 +134,23 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("deliveries still pending");
+    }
+
+    /// Waits until job `id` is known, and returns it.
+    pub async fn wait_for_job(&self, id: i64) -> serde_json::Value {
+        for _ in 0..500 {
+            let r = self
+                .client
+                .get(self.url(&format!("/api/jobs/{id}")))
+                .send()
+                .await
+                .unwrap();
+            if r.status().is_success() {
+                return r.json::<serde_json::Value>().await.unwrap()["data"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("job {id} never appeared");
     }
 
     pub async fn stop(self) {
