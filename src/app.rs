@@ -99,6 +99,22 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// How often the store does its housekeeping (WAL checkpoints).
+const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn maintain_store(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(STORE_MAINTENANCE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(error) = store.maintain().await {
+            tracing::warn!(%error, "database maintenance failed");
+        }
+    }
+}
+
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then stops in order:
 /// stop intake (503) → finish in-flight requests → flush the log writer → stop the processor.
 pub async fn run(
@@ -115,6 +131,7 @@ pub async fn run(
     let bus = EventBus::default();
     let processor = Processor::new(store.clone(), &config, bus.clone());
     tracker.spawn(processor.run(stored, background.clone()));
+    tracker.spawn(maintain_store(store.clone(), background.clone()));
 
     let state = AppState(Arc::new(App {
         config: RwLock::new(Arc::new(config)),

@@ -31,6 +31,12 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
 
+    /// Periodic housekeeping off the request path (SQLite: WAL checkpoints). Called about
+    /// once a second by the app.
+    async fn maintain(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 

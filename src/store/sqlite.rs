@@ -16,6 +16,10 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::*;
 use crate::domain::JobStatus;
+use crate::webhook::intake::Settled;
+
+/// WAL size (4 KiB pages) at which a commit checkpoints by itself; see `connect`.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// Rows per multi-row INSERT statement (well under SQLite's bound-variable limit).
 const INSERT_ROWS_PER_STATEMENT: usize = 200;
@@ -37,10 +41,17 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Checkpoints normally run inside the commit that crosses the threshold, stalling the
+        // acknowledgements waiting on it; `maintain` runs them in the background instead, and
+        // the raised threshold only bounds the WAL if maintenance falls behind.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string()),
+            )
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
@@ -138,6 +149,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn maintain(&self) -> StoreResult<()> {
+        // PASSIVE never blocks the writer: it copies what it can and leaves the rest.
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.read)
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
@@ -145,28 +164,23 @@ impl Store for SqliteStore {
 
     async fn insert_deliveries(&self, batch: &[NewDelivery]) -> StoreResult<Vec<InsertOutcome>> {
         let mut tx = self.write.begin().await?;
-        let mut stored: Vec<(i64, String, bool)> = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_ROWS_PER_STATEMENT) {
             let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO webhook_events (delivery_id, event, action, repository, payload, \
+                "INSERT INTO webhook_events (delivery_id, event, action, repository, \
                  signature_valid, received_at, processed, processed_at, outcome, outcome_detail) ",
             );
             query.push_values(chunk, |mut row, d| {
                 let (outcome, detail) = match &d.settled {
                     None => (None, None),
-                    Some(crate::webhook::intake::Settled::Ignored(r)) => {
-                        (Some("ignored"), Some(r.as_str()))
-                    }
-                    Some(crate::webhook::intake::Settled::Rejected(r)) => {
-                        (Some("rejected"), Some(r.as_str()))
-                    }
+                    Some(Settled::Ignored(r)) => (Some("ignored"), Some(r.as_str())),
+                    Some(Settled::Rejected(r)) => (Some("rejected"), Some(r.as_str())),
                 };
                 let settled = d.settled.is_some();
                 row.push_bind(&d.delivery_id)
                     .push_bind(&d.event)
                     .push_bind(&d.action)
                     .push_bind(&d.repository)
-                    .push_bind(&d.payload)
                     .push_bind(d.signature_valid)
                     .push_bind(d.received_at)
                     .push_bind(settled)
@@ -178,24 +192,42 @@ impl Store for SqliteStore {
                 " ON CONFLICT (delivery_id) WHERE signature_valid = 1 DO NOTHING \
                  RETURNING id, delivery_id, signature_valid",
             );
+            let mut returned = Vec::with_capacity(chunk.len());
             for row in query.build().fetch_all(&mut *tx).await? {
-                stored.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+                returned.push((
+                    row.try_get::<i64, _>(0)?,
+                    row.try_get::<String, _>(1)?,
+                    row.try_get::<bool, _>(2)?,
+                ));
             }
+            // RETURNING yields inserted rows in input order; a GUID repeated inside the batch
+            // is inserted once (its first occurrence) and the later ones are duplicates.
+            let mut returned = returned.into_iter().peekable();
+            let chunk_outcomes: Vec<InsertOutcome> = chunk
+                .iter()
+                .map(|d| match returned.peek() {
+                    Some((_, guid, valid))
+                        if *guid == d.delivery_id && *valid == d.signature_valid =>
+                    {
+                        let (id, ..) = returned.next().expect("peeked");
+                        InsertOutcome::Stored { id }
+                    }
+                    _ => InsertOutcome::Duplicate,
+                })
+                .collect();
+            if chunk_outcomes
+                .iter()
+                .any(|o| matches!(o, InsertOutcome::Stored { .. }))
+            {
+                insert_payloads(chunk, &chunk_outcomes)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            outcomes.extend(chunk_outcomes);
         }
         tx.commit().await?;
-        // RETURNING yields inserted rows in input order; a GUID repeated inside the batch is
-        // inserted once (its first occurrence) and the later ones are duplicates.
-        let mut stored = stored.into_iter().peekable();
-        Ok(batch
-            .iter()
-            .map(|d| match stored.peek() {
-                Some((_, guid, valid)) if *guid == d.delivery_id && *valid == d.signature_valid => {
-                    let (id, ..) = stored.next().expect("peeked");
-                    InsertOutcome::Stored { id }
-                }
-                _ => InsertOutcome::Duplicate,
-            })
-            .collect())
+        Ok(outcomes)
     }
 
     async fn due_deliveries(
@@ -204,9 +236,10 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>> {
         let rows = sqlx::query(
-            "SELECT id, delivery_id, event, action, repository, payload, attempts \
-             FROM webhook_events WHERE processed = 0 \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+            "SELECT e.id, e.delivery_id, e.event, e.action, e.repository, p.payload, e.attempts \
+             FROM webhook_events e JOIN webhook_payloads p ON p.event_id = e.id \
+             WHERE e.processed = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= ?) \
+             ORDER BY e.id LIMIT ?",
         )
         .bind(now)
         .bind(limit)
@@ -316,7 +349,7 @@ impl Store for SqliteStore {
 
     async fn event(&self, id: i64) -> StoreResult<Option<EventRecord>> {
         let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS}, payload FROM webhook_events WHERE id = ?"
+            "SELECT {EVENT_COLUMNS}, payload FROM webhook_events LEFT JOIN webhook_payloads ON event_id = id WHERE id = ?"
         ))
         .bind(id)
         .fetch_optional(&self.read)
@@ -405,6 +438,26 @@ impl Store for SqliteStore {
     }
 }
 
+/// The payloads of the rows of `chunk` that were stored (`outcomes` aligned with `chunk`).
+fn insert_payloads<'a>(
+    chunk: &'a [NewDelivery],
+    outcomes: &[InsertOutcome],
+) -> QueryBuilder<'a, Sqlite> {
+    let rows: Vec<(i64, &str)> = chunk
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(d, o)| match o {
+            InsertOutcome::Stored { id } => Some((*id, d.payload.as_str())),
+            InsertOutcome::Duplicate => None,
+        })
+        .collect();
+    let mut query = QueryBuilder::new("INSERT INTO webhook_payloads (event_id, payload) ");
+    query.push_values(rows, |mut row, (id, payload)| {
+        row.push_bind(id).push_bind(payload);
+    });
+    query
+}
+
 /// Rows per multi-row upsert (19 columns × 40 stays far below the bound-variable limit).
 const ROWS_PER_UPSERT: usize = 40;
 
@@ -482,7 +535,9 @@ fn mark_deliveries(deliveries: &[ProcessedDelivery]) -> QueryBuilder<'_, Sqlite>
     );
     query.push_values(deliveries, |mut row, d| {
         let (processed, retry_at) = match &d.outcome {
-            DeliveryOutcome::Failed { retry_at: Some(at), .. } => (false, Some(*at)),
+            DeliveryOutcome::Failed {
+                retry_at: Some(at), ..
+            } => (false, Some(*at)),
             _ => (true, None),
         };
         row.push_bind(d.id)
