@@ -11,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
+use crate::docker::LazyRuntime;
 use crate::events::EventBus;
-use crate::scheduler::Processor;
+use crate::github::{GithubApi, GithubClient};
+use crate::scheduler::{SchedulerDeps, SchedulerHandle};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::webhook::ingest::IngestQueue;
@@ -28,6 +30,7 @@ pub struct App {
     config: RwLock<Arc<Config>>,
     pub store: Arc<dyn Store>,
     pub ingest: IngestQueue,
+    pub scheduler: SchedulerHandle,
     pub bus: EventBus,
     pub metrics: PrometheusHandle,
     /// Cancelled when the daemon starts shutting down: the webhook answers 503 from then on.
@@ -80,6 +83,18 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// The GitHub client. Without pools no runner is ever launched, so credentials are optional
+/// then, and a client that refuses every call stands in.
+fn github_client(config: &Config) -> anyhow::Result<Arc<dyn GithubApi>> {
+    match GithubClient::from_config(&config.github) {
+        Ok(client) => Ok(Arc::new(client)),
+        Err(_) if config.pools.is_empty() => Ok(Arc::new(crate::github::NoCredentials)),
+        Err(error) => {
+            Err(error.context("pools are configured, so runnerhub needs GitHub credentials"))
+        }
+    }
+}
+
 /// Opens the configured database and applies migrations.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
@@ -129,14 +144,26 @@ pub async fn run(
     let stored = Arc::new(Notify::new());
     let ingest = IngestQueue::start(store.clone(), stored.clone(), background.clone(), &tracker);
     let bus = EventBus::default();
-    let processor = Processor::new(store.clone(), &config, bus.clone());
-    tracker.spawn(processor.run(stored, background.clone()));
+    let config = Arc::new(config);
+    let scheduler = crate::scheduler::start(
+        SchedulerDeps {
+            store: store.clone(),
+            github: github_client(&config)?,
+            docker: Arc::new(LazyRuntime::new(&config.docker.host)),
+            bus: bus.clone(),
+        },
+        config.clone(),
+        stored,
+        background.clone(),
+        &tracker,
+    );
     tracker.spawn(maintain_store(store.clone(), background.clone()));
 
     let state = AppState(Arc::new(App {
-        config: RwLock::new(Arc::new(config)),
+        config: RwLock::new(config),
         store,
         ingest,
+        scheduler,
         bus,
         metrics: metrics_handle(),
         shutdown: shutdown.clone(),

@@ -68,15 +68,15 @@ pub fn plan_launches(
         );
     }
     // The next free slot goes to the best job whose pool has room.
-    candidates.sort_by_key(|j| queue.get(j.id).map(|q| (std::cmp::Reverse(q.priority), q.queued_at, q.id)));
-    let mut order: Vec<&QueuedJob> = queue.iter_ordered();
-    order.retain(|j| candidates.iter().any(|c| c.id == j.id));
+    candidates.sort_by_key(|j| j.sort_key());
 
     let limits: HashMap<&str, &PoolLimits> = pools.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut launches = Vec::new();
     let mut launched: HashMap<&str, usize> = HashMap::new();
-    for job in order {
-        let Some(pool) = limits.get(job.pool.as_str()) else { continue };
+    for job in candidates {
+        let Some(pool) = limits.get(job.pool.as_str()) else {
+            continue;
+        };
         let used = pool_used.entry(pool.name.as_str()).or_default();
         if slots_used >= global_max || *used >= pool.max_runners {
             continue;
@@ -84,13 +84,20 @@ pub fn plan_launches(
         *used += 1;
         slots_used += 1;
         *launched.entry(pool.name.as_str()).or_default() += 1;
-        launches.push(Launch::ForJob { pool: pool.name.clone(), job_id: job.id });
+        launches.push(Launch::ForJob {
+            pool: pool.name.clone(),
+            job_id: job.id,
+        });
     }
 
     // Warm runners: keep min_idle spare beyond what the queue will consume.
-    for pool in pools.iter().filter(|p| !p.backing_off && p.can_warm && p.min_idle > 0) {
+    for pool in pools
+        .iter()
+        .filter(|p| !p.backing_off && p.can_warm && p.min_idle > 0)
+    {
         let name = pool.name.as_str();
-        let have = supply.get(name).copied().unwrap_or(0) + launched.get(name).copied().unwrap_or(0);
+        let have =
+            supply.get(name).copied().unwrap_or(0) + launched.get(name).copied().unwrap_or(0);
         let want = queue.pool_len(name) + pool.min_idle;
         let used = pool_used.entry(name).or_default();
         for _ in have..want {
@@ -99,7 +106,9 @@ pub fn plan_launches(
             }
             *used += 1;
             slots_used += 1;
-            launches.push(Launch::Warm { pool: pool.name.clone() });
+            launches.push(Launch::Warm {
+                pool: pool.name.clone(),
+            });
         }
     }
     launches

@@ -38,8 +38,17 @@ impl QueuedJob {
             labels: job.labels.clone(),
             priority: job.priority,
             queued_at,
-            key: (Reverse(queue_rank(job.priority, ms, aging_per_minute)), ms, job.id),
+            key: (
+                Reverse(queue_rank(job.priority, ms, aging_per_minute)),
+                ms,
+                job.id,
+            ),
         }
+    }
+
+    /// Best first under ascending order.
+    pub fn sort_key(&self) -> QueueKey {
+        self.key
     }
 
     /// Priority band for metrics: bounded label values.
@@ -62,7 +71,10 @@ impl JobQueue {
     /// Adds or replaces a job.
     pub fn insert(&mut self, job: QueuedJob) {
         self.remove(job.id);
-        self.by_pool.entry(job.pool.clone()).or_default().insert(job.key);
+        self.by_pool
+            .entry(job.pool.clone())
+            .or_default()
+            .insert(job.key);
         self.jobs.insert(job.id, job);
     }
 
@@ -120,7 +132,11 @@ mod tests {
             labels: vec![],
             priority,
             queued_at: Utc.timestamp_opt(minute * 60, 0).unwrap(),
-            key: (Reverse(queue_rank(priority, minute * 60_000, 1.0)), minute * 60_000, id),
+            key: (
+                Reverse(queue_rank(priority, minute * 60_000, 1.0)),
+                minute * 60_000,
+                id,
+            ),
         }
     }
 

@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::*;
-use crate::domain::JobStatus;
+use crate::domain::{JobStatus, Runner};
 use crate::webhook::intake::Settled;
 
 /// WAL size (4 KiB pages) at which a commit checkpoints by itself; see `connect`.
@@ -61,7 +61,7 @@ impl SqliteStore {
     }
 }
 
-fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Job> {
+pub(super) fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Job> {
     let status: String = row.try_get("status")?;
     let labels: String = row.try_get("labels")?;
     Ok(Job {
@@ -133,7 +133,7 @@ fn event_from_row(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> StoreRes
 const EVENT_COLUMNS: &str = "id, delivery_id, event, action, repository, signature_valid, \
      received_at, processed, processed_at, outcome, outcome_detail, attempts";
 
-fn page_bounds(limit: u32, offset: u32) -> (u32, u32) {
+pub(super) fn page_bounds(limit: u32, offset: u32) -> (u32, u32) {
     let limit = if limit == 0 {
         DEFAULT_PAGE
     } else {
@@ -436,6 +436,26 @@ impl Store for SqliteStore {
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
         Ok(self.jobs_by_id(&[id]).await?.into_iter().next())
     }
+
+    async fn pending_jobs(&self) -> StoreResult<Vec<Job>> {
+        self.pending_jobs_impl().await
+    }
+
+    async fn save_runner(&self, runner: &Runner) -> StoreResult<()> {
+        self.save_runner_impl(runner).await
+    }
+
+    async fn live_runners(&self) -> StoreResult<Vec<Runner>> {
+        self.live_runners_impl().await
+    }
+
+    async fn runner_by_name(&self, name: &str) -> StoreResult<Option<Runner>> {
+        self.runner_by_name_impl(name).await
+    }
+
+    async fn list_runners(&self, filter: &RunnerFilter) -> StoreResult<Page<Runner>> {
+        self.list_runners_impl(filter).await
+    }
 }
 
 /// The payloads of the rows of `chunk` that were stored (`outcomes` aligned with `chunk`).
@@ -557,6 +577,14 @@ fn mark_deliveries(deliveries: &[ProcessedDelivery]) -> QueryBuilder<'_, Sqlite>
 }
 
 impl SqliteStore {
+    pub(super) fn writer(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    pub(super) fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
     async fn count_events(&self, filter: &EventFilter) -> StoreResult<i64> {
         let mut query: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT COUNT(*) FROM webhook_events WHERE 1 = 1");

@@ -42,12 +42,16 @@ pub fn webhook_fixture(name: &str) -> Vec<u8> {
 }
 
 /// A config for tests: signed with [`SECRET`], database in `dir`, one pool for the
-/// self-hosted fixtures.
+/// self-hosted fixtures. GitHub is a closed loopback port: launches fail fast and nothing
+/// leaves the machine (tests that run jobs point `api_url` at the simulator).
 pub fn test_config(dir: &Path) -> Config {
     let text = format!(
         r#"
         [database]
         url = "sqlite://{}/runnerhub.db"
+        [github]
+        api_url = "http://127.0.0.1:9"
+        token = "test-token"
         [[pools]]
         name = "linux"
         labels = ["self-hosted", "linux", "x64", "docker"]
