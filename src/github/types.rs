@@ -210,21 +210,6 @@ pub(crate) struct WireInstallationToken {
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repository_scope_parses_owner_and_name_only() {
-        let scope = RunnerScope::repository("octo/hello").unwrap();
-        assert_eq!(scope.api_path(), "repos/octo/hello");
-        assert_eq!(RunnerScope::organization("octo").api_path(), "orgs/octo");
-        for bad in ["octo", "/hello", "octo/", "a/b/c", "a/..", "a/b?x"] {
-            assert_eq!(RunnerScope::repository(bad), None, "{bad}");
-        }
-    }
-}
-
 /// Stands in for the client when no credentials are configured (and no pool needs them).
 pub struct NoCredentials;
 
@@ -246,5 +231,20 @@ impl crate::github::GithubApi for NoCredentials {
         Err(GithubError::Unauthorized(
             "no GitHub credentials configured".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_scope_parses_owner_and_name_only() {
+        let scope = RunnerScope::repository("octo/hello").unwrap();
+        assert_eq!(scope.api_path(), "repos/octo/hello");
+        assert_eq!(RunnerScope::organization("octo").api_path(), "orgs/octo");
+        for bad in ["octo", "/hello", "octo/", "a/b/c", "a/..", "a/b?x"] {
+            assert_eq!(RunnerScope::repository(bad), None, "{bad}");
+        }
     }
 }

@@ -295,7 +295,7 @@ impl Scheduler {
     pub(super) fn snapshot(&self) -> SchedulerSnapshot {
         let now = Utc::now();
         let mut runners: Vec<Runner> = self.runners.values().cloned().collect();
-        runners.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        runners.sort_by_key(|r| r.created_at);
         SchedulerSnapshot {
             queue: self
                 .queue
