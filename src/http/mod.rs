@@ -3,6 +3,7 @@
 pub mod error;
 mod health;
 mod jobs;
+mod runners;
 mod webhooks;
 
 use axum::Router;
@@ -18,6 +19,7 @@ pub fn router(state: AppState) -> Router {
     let guarded = Router::new()
         .merge(webhooks::management_routes())
         .merge(jobs::routes())
+        .merge(runners::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(webhooks::ingest_routes())

@@ -1,6 +1,7 @@
 //! Shared test harness: a daemon on 127.0.0.1:0 with a temp database, signed deliveries.
 #![allow(dead_code)]
 
+pub mod e2e;
 pub mod github_stub;
 mod shapes;
 pub mod sim;
@@ -80,12 +81,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(config: Config) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_app_on(listener, config).await
+}
+
+/// Starts the app on a listener the caller bound (when the address is needed first).
+pub async fn spawn_app_on(listener: tokio::net::TcpListener, config: Config) -> TestApp {
     // The daemon's logs in the test output (shown for failing tests).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
         .with_test_writer()
         .try_init();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(runnerhub::app::run(config, listener, shutdown.clone()));
