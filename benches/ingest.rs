@@ -150,6 +150,9 @@ fn main() {
         args.rate,
         args.seconds
     );
+    if std::env::var_os("BENCH_STORE_ONLY").is_some() {
+        server_rt.block_on(store_only(dir.path(), &template));
+    }
     client_rt.block_on(async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         saturate(addr, &template, &args).await;
@@ -157,6 +160,50 @@ fn main() {
     });
     shutdown.cancel();
     server_rt.block_on(server).unwrap().unwrap();
+}
+
+/// The store alone, no HTTP: the ceiling the endpoint can approach (diagnostics).
+async fn store_only(dir: &std::path::Path, template: &serde_json::Value) {
+    use runnerhub::store::Store;
+    let store = runnerhub::store::sqlite::SqliteStore::connect(&format!(
+        "sqlite://{}/store-only.db",
+        dir.display()
+    ))
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    for batch_size in [64usize, 256] {
+        let batches = 60;
+        let mut n = 0;
+        let start = Instant::now();
+        for _ in 0..batches {
+            let batch: Vec<_> = (0..batch_size)
+                .map(|_| {
+                    n += 1;
+                    let (guid, _, body) = delivery(template, 500_000_000 + n);
+                    runnerhub::webhook::intake::NewDelivery {
+                        delivery_id: guid,
+                        event: "workflow_job".into(),
+                        action: Some("queued".into()),
+                        repository: Some("o/r".into()),
+                        payload: runnerhub::webhook::payload_codec::Payload::compress(
+                            std::str::from_utf8(&body).unwrap(),
+                        ),
+                        signature_valid: true,
+                        received_at: chrono::Utc::now(),
+                        settled: None,
+                    }
+                })
+                .collect();
+            store.insert_deliveries(&batch).await.unwrap();
+        }
+        let el = start.elapsed();
+        println!(
+            "store only, batches of {batch_size}: {:.0} rows/s ({:.2} ms per commit)",
+            n as f64 / el.as_secs_f64(),
+            el.as_secs_f64() * 1000.0 / batches as f64
+        );
+    }
 }
 
 async fn saturate(addr: std::net::SocketAddr, template: &Arc<serde_json::Value>, args: &Args) {

@@ -12,6 +12,7 @@ use common::*;
 use runnerhub::store::Store;
 use runnerhub::store::sqlite::SqliteStore;
 use runnerhub::webhook::intake::NewDelivery;
+use runnerhub::webhook::payload_codec::Payload;
 
 #[tokio::test]
 async fn deliveries_stored_but_not_processed_are_processed_after_restart() {
@@ -26,8 +27,10 @@ async fn deliveries_stored_but_not_processed_are_processed_after_restart() {
             event: "workflow_job".into(),
             action: Some("queued".into()),
             repository: Some("Codertocat/Hello-World".into()),
-            payload: String::from_utf8(job_payload(1000 + i, "queued", &["self-hosted", "linux"]))
-                .unwrap(),
+            payload: Payload::compress(
+                std::str::from_utf8(&job_payload(1000 + i, "queued", &["self-hosted", "linux"]))
+                    .unwrap(),
+            ),
             signature_valid: true,
             received_at: Utc::now(),
             settled: None,

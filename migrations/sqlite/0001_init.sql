@@ -24,9 +24,10 @@ CREATE INDEX webhook_events_repository ON webhook_events (repository, id);
 -- Payloads apart from the rows the processor updates: SQLite rewrites a whole record on
 -- UPDATE, overflow pages included, so keeping 7 KB bodies here makes marking a delivery
 -- processed a small write instead of a second copy of the body.
+-- zstd-compressed JSON (see src/webhook/payload_codec.rs).
 CREATE TABLE webhook_payloads (
     event_id INTEGER PRIMARY KEY REFERENCES webhook_events (id),
-    payload  TEXT    NOT NULL
+    payload  BLOB    NOT NULL
 );
 
 CREATE TABLE workflow_runs (

@@ -16,6 +16,7 @@ use crate::store::{EventFilter, InsertOutcome};
 use crate::webhook::MAX_BODY_BYTES;
 use crate::webhook::ingest::IngestError;
 use crate::webhook::intake::{self, NewDelivery, Rejection, Settled};
+use crate::webhook::payload_codec::Payload;
 
 pub fn ingest_routes() -> Router<AppState> {
     Router::new().route("/api/webhooks/github", post(receive))
@@ -211,7 +212,7 @@ async fn test_delivery(State(state): State<AppState>) -> ApiResult {
         event: "ping".into(),
         action: None,
         repository: None,
-        payload: payload.to_string(),
+        payload: Payload::compress(&payload.to_string()),
         signature_valid: true,
         received_at: Utc::now(),
         settled: None,

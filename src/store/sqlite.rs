@@ -17,6 +17,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use super::*;
 use crate::domain::{JobStatus, Runner};
 use crate::webhook::intake::Settled;
+use crate::webhook::payload_codec::Payload;
 
 /// WAL size (4 KiB pages) at which a commit checkpoints by itself; see `connect`.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
@@ -107,7 +108,10 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<WorkflowRun> {
 
 fn event_from_row(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> StoreResult<EventRecord> {
     let payload = if with_payload {
-        let text: String = row.try_get("payload")?;
+        let stored: Vec<u8> = row.try_get("payload")?;
+        let text = Payload::from_stored(stored)
+            .text()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // Unverified attempts may not be JSON: show them as a string.
         Some(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
     } else {
@@ -253,7 +257,9 @@ impl Store for SqliteStore {
                     event: row.try_get("event")?,
                     action: row.try_get("action")?,
                     repository: row.try_get("repository")?,
-                    payload: row.try_get("payload")?,
+                    payload: Payload::from_stored(row.try_get("payload")?)
+                        .text()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     attempts: row.try_get("attempts")?,
                 })
             })
@@ -463,11 +469,11 @@ fn insert_payloads<'a>(
     chunk: &'a [NewDelivery],
     outcomes: &[InsertOutcome],
 ) -> QueryBuilder<'a, Sqlite> {
-    let rows: Vec<(i64, &str)> = chunk
+    let rows: Vec<(i64, &[u8])> = chunk
         .iter()
         .zip(outcomes)
         .filter_map(|(d, o)| match o {
-            InsertOutcome::Stored { id } => Some((*id, d.payload.as_str())),
+            InsertOutcome::Stored { id } => Some((*id, d.payload.as_bytes())),
             InsertOutcome::Duplicate => None,
         })
         .collect();

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 
+use super::payload_codec::Payload;
 use super::signature::{self, SignatureError};
 use crate::config::Secret;
 
@@ -52,8 +53,9 @@ pub struct NewDelivery {
     pub event: String,
     pub action: Option<String>,
     pub repository: Option<String>,
-    /// The JSON payload as GitHub sent it (for form bodies, the decoded `payload` field).
-    pub payload: String,
+    /// The JSON payload as GitHub sent it (for form bodies, the decoded `payload` field),
+    /// compressed for storage.
+    pub payload: Payload,
     pub signature_valid: bool,
     pub received_at: DateTime<Utc>,
     /// Set for deliveries that need no processing (unknown events, refused signatures):
@@ -199,7 +201,7 @@ pub fn check(
             event: routing.event,
             action: None,
             repository: None,
-            payload: String::from_utf8_lossy(kept).into_owned(),
+            payload: Payload::compress(&String::from_utf8_lossy(kept)),
             signature_valid: false,
             received_at: now,
             settled: Some(Settled::Rejected(e.to_string())),
@@ -215,7 +217,7 @@ pub fn check(
         event: routing.event,
         action,
         repository,
-        payload: json,
+        payload: Payload::compress(&json),
         signature_valid: true,
         received_at: now,
         settled,

@@ -3,6 +3,7 @@
 pub mod ingest;
 pub mod intake;
 pub mod payload;
+pub mod payload_codec;
 pub mod signature;
 
 /// GitHub's cap on payload size; larger requests are refused before reading them whole.
