@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -20,6 +20,7 @@ use crate::domain::{
     Job, JobObservation, JobStatus, LabelSet, PriorityRules, Transition, WorkflowRun, select_pool,
 };
 use crate::events::{EventBus, LiveEvent};
+use crate::metrics as catalog;
 use crate::store::{DeliveryOutcome, PendingDelivery, ProcessedDelivery, ProcessingBatch, Store};
 use crate::webhook::payload;
 
@@ -51,6 +52,8 @@ pub struct Processor {
     pools: Vec<(String, LabelSet)>,
     rules: PriorityRules,
     bus: EventBus,
+    /// Reloaded configurations (SIGHUP): new pools and priority rules apply to the next batch.
+    config_updates: Option<watch::Receiver<Arc<Config>>>,
 }
 
 struct Decoded {
@@ -65,6 +68,7 @@ impl Processor {
             pools: Vec::new(),
             rules: PriorityRules::default(),
             bus,
+            config_updates: None,
         };
         processor.reconfigure(config);
         processor
@@ -80,10 +84,30 @@ impl Processor {
         self.rules = PriorityRules::new(&config.priority.rules, config.priority.aging_per_minute);
     }
 
+    /// Follows reloaded configurations from `updates` (see [`crate::app::App::reload`]).
+    pub fn follow_config(mut self, updates: watch::Receiver<Arc<Config>>) -> Self {
+        self.config_updates = Some(updates);
+        self
+    }
+
+    /// Applies a reloaded configuration if one arrived since the last look (or, with `seen`,
+    /// when the caller already consumed the change notification).
+    fn take_config_update(&mut self, seen: bool) {
+        let Some(updates) = &mut self.config_updates else {
+            return;
+        };
+        if seen || updates.has_changed().unwrap_or(false) {
+            let config = updates.borrow_and_update().clone();
+            self.reconfigure(&config);
+            tracing::info!(pools = self.pools.len(), "processor: configuration reloaded");
+        }
+    }
+
     /// Processes everything due until the log is drained, waking on `wake`; returns on shutdown.
     pub async fn run(mut self, wake: Arc<Notify>, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         loop {
+            self.take_config_update(false);
             match self.process_due(Utc::now()).await {
                 Ok(n) if n > 0 => {
                     backoff = Duration::from_millis(100);
@@ -110,6 +134,7 @@ impl Processor {
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
+                _ = config_changed(&mut self.config_updates) => self.take_config_update(true),
                 _ = shutdown.cancelled() => return,
             }
         }
@@ -327,8 +352,9 @@ impl Processor {
     fn publish(&self, results: Vec<(PendingDelivery, Decoded, Duration)>) {
         for (d, decoded, elapsed) in results {
             let status = decoded.outcome.label();
-            metrics::counter!("webhook_events_total", "event" => metric_event(&d.event), "status" => status).increment(1);
-            metrics::histogram!("webhook_processing_duration_seconds", "event" => metric_event(&d.event))
+            let event = catalog::event_label(&d.event);
+            metrics::counter!(catalog::WEBHOOK_EVENTS_TOTAL, "event" => event, "status" => status).increment(1);
+            metrics::histogram!(catalog::WEBHOOK_PROCESSING_DURATION_SECONDS, "event" => event)
                 .record(elapsed.as_secs_f64());
             self.bus.publish(LiveEvent {
                 kind: "webhook",
@@ -357,6 +383,18 @@ impl Processor {
     }
 }
 
+/// Resolves when a new configuration is published; never, when nothing publishes.
+async fn config_changed(updates: &mut Option<watch::Receiver<Arc<Config>>>) {
+    // `changed` errs once the sender is gone (shutdown): then wait for the other arms.
+    let alive = match updates {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => false,
+    };
+    if !alive {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The job as clients see it: the record plus derived wait and duration.
 pub fn job_json(job: &Job) -> serde_json::Value {
     let mut value = serde_json::to_value(job).unwrap_or_default();
@@ -371,27 +409,18 @@ fn record_job_metrics(job: &Job, transition: &Transition) {
     };
     let repository = job.repository.clone();
     if from == to && to.is_pending() {
-        metrics::counter!("github_jobs_queued_total", "repository" => repository.clone())
+        metrics::counter!(catalog::GITHUB_JOBS_QUEUED_TOTAL, "repository" => repository.clone())
             .increment(1);
     }
     if *to == JobStatus::Completed {
-        let conclusion = job.conclusion.clone().unwrap_or_else(|| "unknown".into());
-        metrics::counter!("github_jobs_completed_total", "repository" => repository.clone(), "conclusion" => conclusion)
+        let conclusion = catalog::conclusion_label(job.conclusion.as_deref());
+        metrics::counter!(catalog::GITHUB_JOBS_COMPLETED_TOTAL, "repository" => repository.clone(), "conclusion" => conclusion)
             .increment(1);
         if let Some(seconds) = job.duration_seconds() {
-            metrics::histogram!("github_job_duration_seconds", "repository" => repository)
+            metrics::histogram!(catalog::GITHUB_JOB_DURATION_SECONDS, "repository" => repository)
                 .record(seconds);
         }
     }
-}
-
-/// Event names as metric labels: only known ones, so a label cannot grow without bound.
-fn metric_event(event: &str) -> &'static str {
-    crate::webhook::HANDLED_EVENTS
-        .iter()
-        .find(|e| **e == event)
-        .copied()
-        .unwrap_or("other")
 }
 
 enum Observation {
