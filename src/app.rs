@@ -87,7 +87,10 @@ impl App {
         new.validate().map_err(|e| e.to_string())?;
         let current = self.config();
         for key in crate::lifecycle::keep_restart_only(&current, &mut new) {
-            tracing::warn!(key, "changing `{key}` needs a restart; keeping the running value");
+            tracing::warn!(
+                key,
+                "changing `{key}` needs a restart; keeping the running value"
+            );
         }
         crate::metrics::describe(&new);
         let new = Arc::new(new);
@@ -137,9 +140,11 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let metrics_listener = match (options.metrics_listener, config.server.metrics_listen) {
         (Some(listener), _) => Some(listener),
-        (None, Some(address)) => Some(TcpListener::bind(address).await.with_context(|| {
-            format!("cannot listen on {address} (server.metrics_listen)")
-        })?),
+        (None, Some(address)) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (server.metrics_listen)"))?,
+        ),
         (None, None) => None,
     };
     crate::metrics::describe(&config);

@@ -261,7 +261,12 @@ mod tests {
         let kept = keep_restart_only(&running, &mut new);
         assert_eq!(
             kept,
-            ["server.listen", "server.instance_id", "database.url", "docker.host"]
+            [
+                "server.listen",
+                "server.instance_id",
+                "database.url",
+                "docker.host"
+            ]
         );
         assert_eq!(new.server.listen, running.server.listen);
         assert_eq!(new.database.url, running.database.url);

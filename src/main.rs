@@ -107,7 +107,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     let _ = ready_tx.send(state);
                 })),
             };
-            let result = runnerhub::app::run_with(config, listener, shutdown.clone(), options).await;
+            let result =
+                runnerhub::app::run_with(config, listener, shutdown.clone(), options).await;
             // The supervisor ends with the shutdown it started, or here when start-up failed.
             shutdown.cancel();
             supervisor.await.context("signal handler task")??;

@@ -82,7 +82,14 @@ pub const BUILD_INFO: &str = "runnerhub_build_info";
 /// Priority bands of [`QUEUE_DEPTH`].
 pub const BANDS: &[&str] = &["high", "normal", "low"];
 /// Runner states of [`RUNNERS`].
-pub const RUNNER_STATES: &[&str] = &["requested", "creating", "idle", "busy", "finished", "failed"];
+pub const RUNNER_STATES: &[&str] = &[
+    "requested",
+    "creating",
+    "idle",
+    "busy",
+    "finished",
+    "failed",
+];
 /// Reasons of [`RUNNER_LAUNCH_FAILURES_TOTAL`].
 pub const LAUNCH_FAILURE_REASONS: &[&str] = &[
     "docker_unavailable",
@@ -258,10 +265,7 @@ pub fn describe(config: &Config) {
         DOCKER_CALL_DURATION_SECONDS,
         "Latency of Docker engine calls, by call"
     );
-    describe_counter!(
-        CONFIG_RELOADS_TOTAL,
-        "Configuration reloads, by result"
-    );
+    describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_gauge!(
         CONFIG_LAST_RELOAD_SUCCESSFUL,
         "1 when the last configuration reload succeeded or none happened, 0 when refused"

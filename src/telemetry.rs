@@ -20,6 +20,9 @@ pub fn init(format: LogFormat) {
     let _ = match (format, under_journald) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
         (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
-        (LogFormat::Text, false) => builder.try_init(),
+        // Colours only for a person at a terminal: piped output and files stay greppable.
+        (LogFormat::Text, false) => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
 }

@@ -345,7 +345,8 @@ impl GithubClient {
 
     fn record_rate_limit(&self, headers: &HeaderMap) {
         if let Some(snapshot) = RateLimitSnapshot::from_headers(headers, Utc::now()) {
-            metrics::gauge!(crate::metrics::GITHUB_RATE_LIMIT_REMAINING).set(snapshot.remaining as f64);
+            metrics::gauge!(crate::metrics::GITHUB_RATE_LIMIT_REMAINING)
+                .set(snapshot.remaining as f64);
             *self.rate.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
         }
     }

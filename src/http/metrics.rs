@@ -24,5 +24,9 @@ pub fn routes() -> Router<AppState> {
 async fn render(State(state): State<AppState>) -> Response {
     // Rendering also drains histogram samples gathered since the last scrape, which keeps
     // memory bounded without a separate upkeep task.
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], state.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
 }

@@ -24,8 +24,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
     if with_metrics {
         guarded = guarded.merge(metrics::routes());
     }
-    let guarded =
-        guarded.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(webhooks::ingest_routes())
         .merge(health::routes())

@@ -38,7 +38,8 @@ fn rejection_response(rejection: &Rejection) -> Response {
         Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
     };
-    metrics::counter!(crate::metrics::WEBHOOK_REJECTIONS_TOTAL, "code" => rejection.code()).increment(1);
+    metrics::counter!(crate::metrics::WEBHOOK_REJECTIONS_TOTAL, "code" => rejection.code())
+        .increment(1);
     ApiError::Status {
         status,
         code: rejection.code(),

@@ -99,7 +99,10 @@ impl Processor {
         if seen || updates.has_changed().unwrap_or(false) {
             let config = updates.borrow_and_update().clone();
             self.reconfigure(&config);
-            tracing::info!(pools = self.pools.len(), "processor: configuration reloaded");
+            tracing::info!(
+                pools = self.pools.len(),
+                "processor: configuration reloaded"
+            );
         }
     }
 
@@ -353,7 +356,8 @@ impl Processor {
         for (d, decoded, elapsed) in results {
             let status = decoded.outcome.label();
             let event = catalog::event_label(&d.event);
-            metrics::counter!(catalog::WEBHOOK_EVENTS_TOTAL, "event" => event, "status" => status).increment(1);
+            metrics::counter!(catalog::WEBHOOK_EVENTS_TOTAL, "event" => event, "status" => status)
+                .increment(1);
             metrics::histogram!(catalog::WEBHOOK_PROCESSING_DURATION_SECONDS, "event" => event)
                 .record(elapsed.as_secs_f64());
             self.bus.publish(LiveEvent {
