@@ -147,6 +147,8 @@ pub async fn run_with(
         ),
         (None, None) => None,
     };
+    // The recorder first: metrics recorded before it exists are lost.
+    let metrics = crate::metrics::handle();
     crate::metrics::describe(&config);
     crate::metrics::init_process_gauges();
     let store = open_store(&config.database.url).await?;
@@ -168,7 +170,7 @@ pub async fn run_with(
         store,
         ingest,
         bus,
-        metrics: crate::metrics::handle(),
+        metrics,
         shutdown: shutdown.clone(),
     }));
     let address = listener.local_addr()?;

@@ -8,8 +8,8 @@
 //! repositories that send us webhooks, can add series). Nothing a caller types into a URL or a
 //! header ever becomes a label value.
 //!
-//! The dashboard (`contrib/grafana-dashboard.json`) and the alert rules
-//! (`contrib/prometheus-alerts.yml`) use these names; a test checks that every name they use is
+//! The dashboard (`config/grafana-dashboard.json`) and the alert rules
+//! (`config/prometheus-alerts.yml`, unit-tested by `config/prometheus-alerts.test.yml`) use these names; a test checks that every name they use is
 //! scraped from a running daemon.
 
 use std::sync::OnceLock;

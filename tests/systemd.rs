@@ -112,8 +112,14 @@ fn sysusers_creates_the_service_user() {
     let file = systemd_dir().join("runnerhub.sysusers");
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.lines().any(|l| l.starts_with("u runnerhub ")));
-    if Command::new("systemd-sysusers").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: systemd-sysusers is not installed; the file was only checked textually");
+    if Command::new("systemd-sysusers")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED: systemd-sysusers is not installed; the file was only checked textually"
+        );
         return;
     }
     // Applied to an empty root, it must create the user with the state directory as home.
@@ -124,7 +130,11 @@ fn sysusers_creates_the_service_user() {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap();
     let user = passwd
         .lines()
