@@ -274,7 +274,7 @@ fn promtool_checks_and_unit_tests_the_alert_rules() {
         ["test", "rules", "prometheus-alerts.test.yml"],
     ] {
         let out = Command::new("promtool")
-            .args(&args)
+            .args(args)
             .current_dir(config_dir())
             .output()
             .unwrap();
