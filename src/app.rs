@@ -11,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
+use crate::docker::LazyRuntime;
 use crate::events::EventBus;
-use crate::scheduler::Processor;
+use crate::github::{GithubApi, GithubClient};
+use crate::scheduler::{SchedulerDeps, SchedulerHandle};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::webhook::ingest::IngestQueue;
@@ -30,6 +32,7 @@ pub struct App {
     config_updates: watch::Sender<Arc<Config>>,
     pub store: Arc<dyn Store>,
     pub ingest: IngestQueue,
+    pub scheduler: SchedulerHandle,
     pub bus: EventBus,
     pub metrics: PrometheusHandle,
     /// Cancelled when the daemon starts shutting down: the webhook and `/readyz` answer 503 from
@@ -100,6 +103,18 @@ impl App {
     }
 }
 
+/// The GitHub client. Without pools no runner is ever launched, so credentials are optional
+/// then, and a client that refuses every call stands in.
+fn github_client(config: &Config) -> anyhow::Result<Arc<dyn GithubApi>> {
+    match GithubClient::from_config(&config.github) {
+        Ok(client) => Ok(Arc::new(client)),
+        Err(_) if config.pools.is_empty() => Ok(Arc::new(crate::github::NoCredentials)),
+        Err(error) => {
+            Err(error.context("pools are configured, so runnerhub needs GitHub credentials"))
+        }
+    }
+}
+
 /// Opens the configured database and applies migrations.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
@@ -117,6 +132,22 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         .await
         .context("cannot apply database migrations")?;
     Ok(store)
+}
+
+/// How often the store does its housekeeping (WAL checkpoints).
+const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn maintain_store(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(STORE_MAINTENANCE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(error) = store.maintain().await {
+            tracing::warn!(%error, "database maintenance failed");
+        }
+    }
 }
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then stops in order:
@@ -160,15 +191,26 @@ pub async fn run_with(
     let bus = EventBus::default();
     let config = Arc::new(config);
     let (config_updates, _) = watch::channel(config.clone());
-    let processor = Processor::new(store.clone(), &config, bus.clone())
-        .follow_config(config_updates.subscribe());
-    tracker.spawn(processor.run(stored, background.clone()));
+    let scheduler = crate::scheduler::start(
+        SchedulerDeps {
+            store: store.clone(),
+            github: github_client(&config)?,
+            docker: Arc::new(LazyRuntime::new(&config.docker.host)),
+            bus: bus.clone(),
+        },
+        config_updates.subscribe(),
+        stored,
+        background.clone(),
+        &tracker,
+    );
+    tracker.spawn(maintain_store(store.clone(), background.clone()));
 
     let state = AppState(Arc::new(App {
         config: RwLock::new(config),
         config_updates,
         store,
         ingest,
+        scheduler,
         bus,
         metrics,
         shutdown: shutdown.clone(),

@@ -25,6 +25,8 @@ api_tokens = [{tokens}]
 url = "sqlite://{{dir}}/runnerhub.db"
 [github]
 webhook_secrets = ["{SECRET}"]
+api_url = "http://127.0.0.1:9"
+token = "lifecycle-token"
 [[pools]]
 name = "linux"
 labels = ["self-hosted", "linux", "x64", "docker"]

@@ -52,8 +52,17 @@ fn free_port() -> u16 {
 }
 
 fn start_daemon(dir: &std::path::Path, port: u16) -> Child {
+    // Its own (empty) config: not the example in config/, whose pool needs GitHub credentials.
+    let config = dir.join("runnerhub.toml");
+    std::fs::write(&config, "").unwrap();
     Command::new(env!("CARGO_BIN_EXE_runnerhub"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
+        .arg(&config)
         .env("GITHUB_WEBHOOK_SECRET", SECRET)
         .env(
             "RUNNERHUB__DATABASE__URL",

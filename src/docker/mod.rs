@@ -5,9 +5,11 @@
 //! filtered on it, so containers of other tools on the same host are never touched.
 
 mod bollard_runtime;
+mod lazy;
 mod spec;
 
 pub use bollard_runtime::BollardRuntime;
+pub use lazy::LazyRuntime;
 pub use spec::{JIT_CONFIG_ENV, RunnerContainerSpec};
 
 /// Marks a container as runnerhub's (`"true"`).

@@ -10,4 +10,6 @@ pub mod types;
 pub use auth::TOKEN_REFRESH_MARGIN;
 pub use client::{GithubApi, GithubClient, RetryPolicy};
 pub use rate_limit::RateLimitSnapshot;
-pub use types::{DeleteOutcome, GithubError, JitConfig, JitRequest, RegisteredRunner, RunnerScope};
+pub use types::{
+    DeleteOutcome, GithubError, JitConfig, JitRequest, NoCredentials, RegisteredRunner, RunnerScope,
+};

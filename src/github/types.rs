@@ -210,6 +210,30 @@ pub(crate) struct WireInstallationToken {
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Stands in for the client when no credentials are configured (and no pool needs them).
+pub struct NoCredentials;
+
+#[async_trait::async_trait]
+impl crate::github::GithubApi for NoCredentials {
+    async fn generate_jit_config(&self, _: &JitRequest) -> Result<JitConfig, GithubError> {
+        Err(GithubError::Unauthorized(
+            "no GitHub credentials configured".into(),
+        ))
+    }
+
+    async fn delete_runner(&self, _: &RunnerScope, _: i64) -> Result<DeleteOutcome, GithubError> {
+        Err(GithubError::Unauthorized(
+            "no GitHub credentials configured".into(),
+        ))
+    }
+
+    async fn list_runners(&self, _: &RunnerScope) -> Result<Vec<RegisteredRunner>, GithubError> {
+        Err(GithubError::Unauthorized(
+            "no GitHub credentials configured".into(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ mod health;
 mod jobs;
 mod metrics;
 mod request_id;
+mod runners;
 mod webhooks;
 
 use axum::Router;
@@ -20,7 +21,8 @@ use error::ApiError;
 pub fn router(state: AppState, with_metrics: bool) -> Router {
     let mut guarded = Router::new()
         .merge(webhooks::management_routes())
-        .merge(jobs::routes());
+        .merge(jobs::routes())
+        .merge(runners::routes());
     if with_metrics {
         guarded = guarded.merge(metrics::routes());
     }

@@ -1,6 +1,15 @@
-//! The one task that owns job and runner state. Webhook deliveries reach it through the
-//! durable log; everything else sends it messages.
+//! The one task that owns job and runner state: it drives the delivery processor, keeps the
+//! priority queue, launches and tears down runners, and reconciles with Docker and GitHub.
 
+mod actor;
+pub mod handle;
+pub mod launcher;
+pub mod plan;
 pub mod processor;
+pub mod queue;
+mod runners;
+mod watch;
 
+pub use actor::{RECONCILE_INTERVAL, SchedulerDeps, runner_event, start};
+pub use handle::{PoolStatus, QueueEntry, RemoveError, SchedulerHandle, SchedulerSnapshot};
 pub use processor::Processor;

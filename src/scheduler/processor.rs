@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tokio::sync::{Notify, watch};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::domain::{
@@ -25,13 +23,11 @@ use crate::store::{DeliveryOutcome, PendingDelivery, ProcessedDelivery, Processi
 use crate::webhook::payload;
 
 /// Deliveries processed per transaction.
-const PROCESS_BATCH: u32 = 256;
+pub const PROCESS_BATCH: u32 = 256;
 /// A delivery that keeps failing is given up after this many attempts.
 pub const MAX_ATTEMPTS: i64 = 5;
 /// First retry delay; doubles per attempt.
 const RETRY_BASE_SECS: i64 = 2;
-/// Even with no wake-up, the log is looked at this often (retries, missed notifications).
-const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// What one processed delivery changed, for whoever schedules runners.
 #[derive(Debug, Clone)]
@@ -52,8 +48,6 @@ pub struct Processor {
     pools: Vec<(String, LabelSet)>,
     rules: PriorityRules,
     bus: EventBus,
-    /// Reloaded configurations (SIGHUP): new pools and priority rules apply to the next batch.
-    config_updates: Option<watch::Receiver<Arc<Config>>>,
 }
 
 struct Decoded {
@@ -68,7 +62,6 @@ impl Processor {
             pools: Vec::new(),
             rules: PriorityRules::default(),
             bus,
-            config_updates: None,
         };
         processor.reconfigure(config);
         processor
@@ -84,74 +77,19 @@ impl Processor {
         self.rules = PriorityRules::new(&config.priority.rules, config.priority.aging_per_minute);
     }
 
-    /// Follows reloaded configurations from `updates` (see [`crate::app::App::reload`]).
-    pub fn follow_config(mut self, updates: watch::Receiver<Arc<Config>>) -> Self {
-        self.config_updates = Some(updates);
-        self
-    }
-
-    /// Applies a reloaded configuration if one arrived since the last look (or, with `seen`,
-    /// when the caller already consumed the change notification).
-    fn take_config_update(&mut self, seen: bool) {
-        let Some(updates) = &mut self.config_updates else {
-            return;
-        };
-        if seen || updates.has_changed().unwrap_or(false) {
-            let config = updates.borrow_and_update().clone();
-            self.reconfigure(&config);
-            tracing::info!(
-                pools = self.pools.len(),
-                "processor: configuration reloaded"
-            );
-        }
-    }
-
-    /// Processes everything due until the log is drained, waking on `wake`; returns on shutdown.
-    pub async fn run(mut self, wake: Arc<Notify>, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            self.take_config_update(false);
-            match self.process_due(Utc::now()).await {
-                Ok(n) if n > 0 => {
-                    backoff = Duration::from_millis(100);
-                    continue;
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::error!(%error, ?backoff, "cannot process webhook deliveries; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    continue;
-                }
-            }
-            let idle = match self.store.next_retry_at().await {
-                Ok(Some(at)) => (at - Utc::now())
-                    .to_std()
-                    .unwrap_or_default()
-                    .min(IDLE_POLL),
-                _ => IDLE_POLL,
-            };
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
-                _ = config_changed(&mut self.config_updates) => self.take_config_update(true),
-                _ = shutdown.cancelled() => return,
-            }
-        }
-    }
-
-    /// Processes one batch of due deliveries; returns how many it handled.
-    pub async fn process_due(&mut self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    /// Processes one batch of due deliveries; returns how many it handled and what changed.
+    pub async fn process_due(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<(usize, Vec<Change>)> {
         let due = self.store.due_deliveries(now, PROCESS_BATCH).await?;
         if due.is_empty() {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
         let n = due.len();
+        let mut changes = Vec::new();
         match self.process_batch(&due, now).await {
-            Ok(changes) => self.publish(changes),
+            Ok(results) => changes.extend(self.publish(results)),
             Err(error) if n > 1 => {
                 // One poison delivery must not block the rest: fall back to one at a time.
                 tracing::warn!(%error, "batch commit failed; processing deliveries one by one");
@@ -160,7 +98,7 @@ impl Processor {
                         .process_batch(std::slice::from_ref(delivery), now)
                         .await
                     {
-                        Ok(changes) => self.publish(changes),
+                        Ok(results) => changes.extend(self.publish(results)),
                         Err(error) => {
                             self.record_failure(delivery, &error.to_string(), now)
                                 .await?
@@ -173,7 +111,7 @@ impl Processor {
                     .await?
             }
         }
-        Ok(n)
+        Ok((n, changes))
     }
 
     async fn record_failure(
@@ -352,7 +290,9 @@ impl Processor {
         (Decoded { outcome, change }, changed)
     }
 
-    fn publish(&self, results: Vec<(PendingDelivery, Decoded, Duration)>) {
+    /// Records metrics and live events for committed results; returns the changes.
+    fn publish(&self, results: Vec<(PendingDelivery, Decoded, Duration)>) -> Vec<Change> {
+        let mut changes = Vec::new();
         for (d, decoded, elapsed) in results {
             let status = decoded.outcome.label();
             let event = catalog::event_label(&d.event);
@@ -383,19 +323,9 @@ impl Processor {
                     data: serde_json::to_value(run).unwrap_or_default(),
                 });
             }
+            changes.extend(decoded.change);
         }
-    }
-}
-
-/// Resolves when a new configuration is published; never, when nothing publishes.
-async fn config_changed(updates: &mut Option<watch::Receiver<Arc<Config>>>) {
-    // `changed` errs once the sender is gone (shutdown): then wait for the other arms.
-    let alive = match updates {
-        Some(rx) => rx.changed().await.is_ok(),
-        None => false,
-    };
-    if !alive {
-        std::future::pending::<()>().await;
+        changes
     }
 }
 

@@ -4,6 +4,7 @@
 //! same trait with its own migrations; nothing above this module changes.
 
 pub mod sqlite;
+mod sqlite_runners;
 mod types;
 
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 pub use types::*;
 
-use crate::domain::{Job, JobId, WorkflowRun};
+use crate::domain::{Job, JobId, Runner, WorkflowRun};
 use crate::webhook::intake::NewDelivery;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
+
+    /// Periodic housekeeping off the request path (SQLite: WAL checkpoints). Called about
+    /// once a second by the app.
+    async fn maintain(&self) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
@@ -69,4 +76,17 @@ pub trait Store: Send + Sync + 'static {
     async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Page<Job>>;
 
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>>;
+
+    /// Jobs waiting for a runner of some pool: the queue, rebuilt at start.
+    async fn pending_jobs(&self) -> StoreResult<Vec<Job>>;
+
+    /// Inserts or updates a runner record.
+    async fn save_runner(&self, runner: &Runner) -> StoreResult<()>;
+
+    /// Every runner not yet removed.
+    async fn live_runners(&self) -> StoreResult<Vec<Runner>>;
+
+    async fn runner_by_name(&self, name: &str) -> StoreResult<Option<Runner>>;
+
+    async fn list_runners(&self, filter: &RunnerFilter) -> StoreResult<Page<Runner>>;
 }

@@ -15,7 +15,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::*;
-use crate::domain::JobStatus;
+use crate::domain::{JobStatus, Runner};
+use crate::webhook::intake::Settled;
+
+/// WAL size (4 KiB pages) at which a commit checkpoints by itself; see `connect`.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// Rows per multi-row INSERT statement (well under SQLite's bound-variable limit).
 const INSERT_ROWS_PER_STATEMENT: usize = 200;
@@ -37,10 +41,17 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Checkpoints normally run inside the commit that crosses the threshold, stalling the
+        // acknowledgements waiting on it; `maintain` runs them in the background instead, and
+        // the raised threshold only bounds the WAL if maintenance falls behind.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string()),
+            )
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
@@ -50,7 +61,7 @@ impl SqliteStore {
     }
 }
 
-fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Job> {
+pub(super) fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Job> {
     let status: String = row.try_get("status")?;
     let labels: String = row.try_get("labels")?;
     Ok(Job {
@@ -122,7 +133,7 @@ fn event_from_row(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> StoreRes
 const EVENT_COLUMNS: &str = "id, delivery_id, event, action, repository, signature_valid, \
      received_at, processed, processed_at, outcome, outcome_detail, attempts";
 
-fn page_bounds(limit: u32, offset: u32) -> (u32, u32) {
+pub(super) fn page_bounds(limit: u32, offset: u32) -> (u32, u32) {
     let limit = if limit == 0 {
         DEFAULT_PAGE
     } else {
@@ -138,6 +149,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn maintain(&self) -> StoreResult<()> {
+        // PASSIVE never blocks the writer: it copies what it can and leaves the rest.
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.read)
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
@@ -145,28 +164,23 @@ impl Store for SqliteStore {
 
     async fn insert_deliveries(&self, batch: &[NewDelivery]) -> StoreResult<Vec<InsertOutcome>> {
         let mut tx = self.write.begin().await?;
-        let mut stored: Vec<(i64, String, bool)> = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_ROWS_PER_STATEMENT) {
             let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO webhook_events (delivery_id, event, action, repository, payload, \
+                "INSERT INTO webhook_events (delivery_id, event, action, repository, \
                  signature_valid, received_at, processed, processed_at, outcome, outcome_detail) ",
             );
             query.push_values(chunk, |mut row, d| {
                 let (outcome, detail) = match &d.settled {
                     None => (None, None),
-                    Some(crate::webhook::intake::Settled::Ignored(r)) => {
-                        (Some("ignored"), Some(r.as_str()))
-                    }
-                    Some(crate::webhook::intake::Settled::Rejected(r)) => {
-                        (Some("rejected"), Some(r.as_str()))
-                    }
+                    Some(Settled::Ignored(r)) => (Some("ignored"), Some(r.as_str())),
+                    Some(Settled::Rejected(r)) => (Some("rejected"), Some(r.as_str())),
                 };
                 let settled = d.settled.is_some();
                 row.push_bind(&d.delivery_id)
                     .push_bind(&d.event)
                     .push_bind(&d.action)
                     .push_bind(&d.repository)
-                    .push_bind(&d.payload)
                     .push_bind(d.signature_valid)
                     .push_bind(d.received_at)
                     .push_bind(settled)
@@ -178,24 +192,42 @@ impl Store for SqliteStore {
                 " ON CONFLICT (delivery_id) WHERE signature_valid = 1 DO NOTHING \
                  RETURNING id, delivery_id, signature_valid",
             );
+            let mut returned = Vec::with_capacity(chunk.len());
             for row in query.build().fetch_all(&mut *tx).await? {
-                stored.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+                returned.push((
+                    row.try_get::<i64, _>(0)?,
+                    row.try_get::<String, _>(1)?,
+                    row.try_get::<bool, _>(2)?,
+                ));
             }
+            // RETURNING yields inserted rows in input order; a GUID repeated inside the batch
+            // is inserted once (its first occurrence) and the later ones are duplicates.
+            let mut returned = returned.into_iter().peekable();
+            let chunk_outcomes: Vec<InsertOutcome> = chunk
+                .iter()
+                .map(|d| match returned.peek() {
+                    Some((_, guid, valid))
+                        if *guid == d.delivery_id && *valid == d.signature_valid =>
+                    {
+                        let (id, ..) = returned.next().expect("peeked");
+                        InsertOutcome::Stored { id }
+                    }
+                    _ => InsertOutcome::Duplicate,
+                })
+                .collect();
+            if chunk_outcomes
+                .iter()
+                .any(|o| matches!(o, InsertOutcome::Stored { .. }))
+            {
+                insert_payloads(chunk, &chunk_outcomes)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            outcomes.extend(chunk_outcomes);
         }
         tx.commit().await?;
-        // RETURNING yields inserted rows in input order; a GUID repeated inside the batch is
-        // inserted once (its first occurrence) and the later ones are duplicates.
-        let mut stored = stored.into_iter().peekable();
-        Ok(batch
-            .iter()
-            .map(|d| match stored.peek() {
-                Some((_, guid, valid)) if *guid == d.delivery_id && *valid == d.signature_valid => {
-                    let (id, ..) = stored.next().expect("peeked");
-                    InsertOutcome::Stored { id }
-                }
-                _ => InsertOutcome::Duplicate,
-            })
-            .collect())
+        Ok(outcomes)
     }
 
     async fn due_deliveries(
@@ -204,9 +236,10 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>> {
         let rows = sqlx::query(
-            "SELECT id, delivery_id, event, action, repository, payload, attempts \
-             FROM webhook_events WHERE processed = 0 \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+            "SELECT e.id, e.delivery_id, e.event, e.action, e.repository, p.payload, e.attempts \
+             FROM webhook_events e JOIN webhook_payloads p ON p.event_id = e.id \
+             WHERE e.processed = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= ?) \
+             ORDER BY e.id LIMIT ?",
         )
         .bind(now)
         .bind(limit)
@@ -265,88 +298,17 @@ impl Store for SqliteStore {
     }
 
     async fn commit_processing(&self, batch: &ProcessingBatch) -> StoreResult<()> {
+        // Multi-row statements: the write connection is shared with ingest, so every
+        // statement round-trip here is time the webhook acknowledgements wait.
         let mut tx = self.write.begin().await?;
-        for job in &batch.jobs {
-            sqlx::query(
-                "INSERT INTO jobs (id, run_id, run_attempt, repository, workflow_name, name, labels, \
-                 priority, pool, status, conclusion, runner_id, runner_name, runner_group_name, \
-                 created_at, started_at, completed_at, first_seen_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET run_attempt = excluded.run_attempt, \
-                 workflow_name = excluded.workflow_name, labels = excluded.labels, \
-                 priority = excluded.priority, pool = excluded.pool, status = excluded.status, \
-                 conclusion = excluded.conclusion, runner_id = excluded.runner_id, \
-                 runner_name = excluded.runner_name, runner_group_name = excluded.runner_group_name, \
-                 created_at = excluded.created_at, started_at = excluded.started_at, \
-                 completed_at = excluded.completed_at, updated_at = excluded.updated_at",
-            )
-            .bind(job.id)
-            .bind(job.run_id)
-            .bind(job.run_attempt)
-            .bind(&job.repository)
-            .bind(&job.workflow_name)
-            .bind(&job.name)
-            .bind(serde_json::to_string(&job.labels).expect("strings serialise"))
-            .bind(job.priority)
-            .bind(&job.pool)
-            .bind(job.status.as_str())
-            .bind(&job.conclusion)
-            .bind(job.runner_id)
-            .bind(&job.runner_name)
-            .bind(&job.runner_group_name)
-            .bind(job.created_at)
-            .bind(job.started_at)
-            .bind(job.completed_at)
-            .bind(job.first_seen_at)
-            .bind(job.updated_at)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in batch.jobs.chunks(ROWS_PER_UPSERT) {
+            upsert_jobs(chunk).build().execute(&mut *tx).await?;
         }
-        for run in &batch.runs {
-            sqlx::query(
-                "INSERT INTO workflow_runs (id, repository, workflow_name, head_branch, head_sha, \
-                 event, status, conclusion, run_attempt, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET workflow_name = excluded.workflow_name, \
-                 head_branch = excluded.head_branch, head_sha = excluded.head_sha, \
-                 event = excluded.event, status = excluded.status, conclusion = excluded.conclusion, \
-                 run_attempt = excluded.run_attempt, created_at = excluded.created_at, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(run.id)
-            .bind(&run.repository)
-            .bind(&run.workflow_name)
-            .bind(&run.head_branch)
-            .bind(&run.head_sha)
-            .bind(&run.event)
-            .bind(&run.status)
-            .bind(&run.conclusion)
-            .bind(run.run_attempt)
-            .bind(run.created_at)
-            .bind(run.updated_at)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in batch.runs.chunks(ROWS_PER_UPSERT) {
+            upsert_runs(chunk).build().execute(&mut *tx).await?;
         }
-        for d in &batch.deliveries {
-            let (processed, retry_at) = match &d.outcome {
-                DeliveryOutcome::Failed {
-                    retry_at: Some(at), ..
-                } => (false, Some(*at)),
-                _ => (true, None),
-            };
-            sqlx::query(
-                "UPDATE webhook_events SET processed = ?, processed_at = ?, outcome = ?, \
-                 outcome_detail = ?, attempts = ?, next_attempt_at = ? WHERE id = ?",
-            )
-            .bind(processed)
-            .bind(processed.then_some(d.at))
-            .bind(d.outcome.label())
-            .bind(d.outcome.detail())
-            .bind(d.attempts)
-            .bind(retry_at)
-            .bind(d.id)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in batch.deliveries.chunks(ROWS_PER_UPSERT) {
+            mark_deliveries(chunk).build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -387,7 +349,7 @@ impl Store for SqliteStore {
 
     async fn event(&self, id: i64) -> StoreResult<Option<EventRecord>> {
         let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS}, payload FROM webhook_events WHERE id = ?"
+            "SELECT {EVENT_COLUMNS}, payload FROM webhook_events LEFT JOIN webhook_payloads ON event_id = id WHERE id = ?"
         ))
         .bind(id)
         .fetch_optional(&self.read)
@@ -474,9 +436,155 @@ impl Store for SqliteStore {
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
         Ok(self.jobs_by_id(&[id]).await?.into_iter().next())
     }
+
+    async fn pending_jobs(&self) -> StoreResult<Vec<Job>> {
+        self.pending_jobs_impl().await
+    }
+
+    async fn save_runner(&self, runner: &Runner) -> StoreResult<()> {
+        self.save_runner_impl(runner).await
+    }
+
+    async fn live_runners(&self) -> StoreResult<Vec<Runner>> {
+        self.live_runners_impl().await
+    }
+
+    async fn runner_by_name(&self, name: &str) -> StoreResult<Option<Runner>> {
+        self.runner_by_name_impl(name).await
+    }
+
+    async fn list_runners(&self, filter: &RunnerFilter) -> StoreResult<Page<Runner>> {
+        self.list_runners_impl(filter).await
+    }
+}
+
+/// The payloads of the rows of `chunk` that were stored (`outcomes` aligned with `chunk`).
+fn insert_payloads<'a>(
+    chunk: &'a [NewDelivery],
+    outcomes: &[InsertOutcome],
+) -> QueryBuilder<'a, Sqlite> {
+    let rows: Vec<(i64, &str)> = chunk
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(d, o)| match o {
+            InsertOutcome::Stored { id } => Some((*id, d.payload.as_str())),
+            InsertOutcome::Duplicate => None,
+        })
+        .collect();
+    let mut query = QueryBuilder::new("INSERT INTO webhook_payloads (event_id, payload) ");
+    query.push_values(rows, |mut row, (id, payload)| {
+        row.push_bind(id).push_bind(payload);
+    });
+    query
+}
+
+/// Rows per multi-row upsert (19 columns × 40 stays far below the bound-variable limit).
+const ROWS_PER_UPSERT: usize = 40;
+
+fn upsert_jobs(jobs: &[Job]) -> QueryBuilder<'_, Sqlite> {
+    let mut query = QueryBuilder::new(
+        "INSERT INTO jobs (id, run_id, run_attempt, repository, workflow_name, name, labels, \
+         priority, pool, status, conclusion, runner_id, runner_name, runner_group_name, \
+         created_at, started_at, completed_at, first_seen_at, updated_at) ",
+    );
+    query.push_values(jobs, |mut row, job| {
+        row.push_bind(job.id)
+            .push_bind(job.run_id)
+            .push_bind(job.run_attempt)
+            .push_bind(&job.repository)
+            .push_bind(&job.workflow_name)
+            .push_bind(&job.name)
+            .push_bind(serde_json::to_string(&job.labels).expect("strings serialise"))
+            .push_bind(job.priority)
+            .push_bind(&job.pool)
+            .push_bind(job.status.as_str())
+            .push_bind(&job.conclusion)
+            .push_bind(job.runner_id)
+            .push_bind(&job.runner_name)
+            .push_bind(&job.runner_group_name)
+            .push_bind(job.created_at)
+            .push_bind(job.started_at)
+            .push_bind(job.completed_at)
+            .push_bind(job.first_seen_at)
+            .push_bind(job.updated_at);
+    });
+    query.push(
+        " ON CONFLICT (id) DO UPDATE SET run_attempt = excluded.run_attempt, \
+         workflow_name = excluded.workflow_name, labels = excluded.labels, \
+         priority = excluded.priority, pool = excluded.pool, status = excluded.status, \
+         conclusion = excluded.conclusion, runner_id = excluded.runner_id, \
+         runner_name = excluded.runner_name, runner_group_name = excluded.runner_group_name, \
+         created_at = excluded.created_at, started_at = excluded.started_at, \
+         completed_at = excluded.completed_at, updated_at = excluded.updated_at",
+    );
+    query
+}
+
+fn upsert_runs(runs: &[WorkflowRun]) -> QueryBuilder<'_, Sqlite> {
+    let mut query = QueryBuilder::new(
+        "INSERT INTO workflow_runs (id, repository, workflow_name, head_branch, head_sha, \
+         event, status, conclusion, run_attempt, created_at, updated_at) ",
+    );
+    query.push_values(runs, |mut row, run| {
+        row.push_bind(run.id)
+            .push_bind(&run.repository)
+            .push_bind(&run.workflow_name)
+            .push_bind(&run.head_branch)
+            .push_bind(&run.head_sha)
+            .push_bind(&run.event)
+            .push_bind(&run.status)
+            .push_bind(&run.conclusion)
+            .push_bind(run.run_attempt)
+            .push_bind(run.created_at)
+            .push_bind(run.updated_at);
+    });
+    query.push(
+        " ON CONFLICT (id) DO UPDATE SET workflow_name = excluded.workflow_name, \
+         head_branch = excluded.head_branch, head_sha = excluded.head_sha, \
+         event = excluded.event, status = excluded.status, conclusion = excluded.conclusion, \
+         run_attempt = excluded.run_attempt, created_at = excluded.created_at, \
+         updated_at = excluded.updated_at",
+    );
+    query
+}
+
+/// One `UPDATE … FROM (VALUES …)` for a chunk of delivery outcomes.
+fn mark_deliveries(deliveries: &[ProcessedDelivery]) -> QueryBuilder<'_, Sqlite> {
+    let mut query = QueryBuilder::new(
+        "WITH v (id, processed, processed_at, outcome, outcome_detail, attempts, next_attempt_at) AS (",
+    );
+    query.push_values(deliveries, |mut row, d| {
+        let (processed, retry_at) = match &d.outcome {
+            DeliveryOutcome::Failed {
+                retry_at: Some(at), ..
+            } => (false, Some(*at)),
+            _ => (true, None),
+        };
+        row.push_bind(d.id)
+            .push_bind(processed)
+            .push_bind(processed.then_some(d.at))
+            .push_bind(d.outcome.label())
+            .push_bind(d.outcome.detail())
+            .push_bind(d.attempts)
+            .push_bind(retry_at);
+    });
+    query.push(
+        ") UPDATE webhook_events SET processed = v.processed, processed_at = v.processed_at, \
+         outcome = v.outcome, outcome_detail = v.outcome_detail, attempts = v.attempts, \
+         next_attempt_at = v.next_attempt_at FROM v WHERE webhook_events.id = v.id",
+    );
+    query
 }
 
 impl SqliteStore {
+    pub(super) fn writer(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    pub(super) fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
     async fn count_events(&self, filter: &EventFilter) -> StoreResult<i64> {
         let mut query: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT COUNT(*) FROM webhook_events WHERE 1 = 1");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Job, JobStatus, WorkflowRun};
+use crate::domain::{Job, JobStatus, RunnerState, WorkflowRun};
 
 /// What became of one delivery offered to [`super::Store::insert_deliveries`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,4 +141,14 @@ pub struct IngestHealth {
     pub last_received_at: Option<DateTime<Utc>>,
     /// Deliveries that failed for good.
     pub failed: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunnerFilter {
+    pub state: Option<RunnerState>,
+    pub pool: Option<String>,
+    /// Include removed runners (history) when no state is given.
+    pub include_removed: bool,
+    pub limit: u32,
+    pub offset: u32,
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod e2e;
 pub mod github_stub;
 mod shapes;
 pub mod sim;
@@ -43,7 +44,8 @@ pub fn webhook_fixture(name: &str) -> Vec<u8> {
 }
 
 /// A config for tests: signed with [`SECRET`], database in `dir`, one pool for the
-/// self-hosted fixtures.
+/// self-hosted fixtures. GitHub is a closed loopback port: launches fail fast and nothing
+/// leaves the machine (tests that run jobs point `api_url` at the simulator).
 pub fn test_config(dir: &Path) -> Config {
     let text = format!(
         r#"
@@ -51,6 +53,9 @@ pub fn test_config(dir: &Path) -> Config {
         shutdown_grace = "0s"
         [database]
         url = "sqlite://{}/runnerhub.db"
+        [github]
+        api_url = "http://127.0.0.1:9"
+        token = "test-token"
         [[pools]]
         name = "linux"
         labels = ["self-hosted", "linux", "x64", "docker"]
@@ -80,6 +85,16 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(config: Config) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_app_on(listener, config).await
+}
+
+/// Starts the app on a listener the caller bound (when the address is needed first).
+pub async fn spawn_app_on(listener: tokio::net::TcpListener, config: Config) -> TestApp {
+    // The daemon's logs in the test output (shown for failing tests).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_test_writer()
+        .try_init();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(runnerhub::app::run(config, listener, shutdown.clone()));

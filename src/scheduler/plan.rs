@@ -1,0 +1,118 @@
+//! What to launch next: a pure function of the queue, the runners and the pools' limits.
+//!
+//! Demand is counted per pool, not per job: GitHub may hand any idle matching runner any
+//! matching job, so a pool needs `queued + min_idle` runners that can still take work, and
+//! launches cover the best uncovered jobs first. Each launch for a job is registered with that
+//! job's labels, so GitHub can only give it jobs with the same or fewer labels.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::domain::{JobId, Runner};
+
+use super::queue::{JobQueue, QueuedJob};
+
+/// A pool's limits as the planner needs them.
+#[derive(Debug, Clone)]
+pub struct PoolLimits {
+    pub name: String,
+    pub max_runners: usize,
+    pub min_idle: usize,
+    /// Warm runners need somewhere to register (an organization, or the pool's repository).
+    pub can_warm: bool,
+    /// Launch failures recently: no launches until the backoff ends.
+    pub backing_off: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Launch {
+    /// For a job: registered with the job's labels, at the job's repository (or the org).
+    ForJob { pool: String, job_id: JobId },
+    /// A warm runner with the pool's labels.
+    Warm { pool: String },
+}
+
+/// Plans launches in priority order across pools until demand or capacity runs out.
+pub fn plan_launches(
+    pools: &[PoolLimits],
+    queue: &JobQueue,
+    runners: &HashMap<String, Runner>,
+    global_max: usize,
+) -> Vec<Launch> {
+    let mut slots_used = runners.values().filter(|r| r.state.holds_slot()).count();
+    let mut pool_used: HashMap<&str, usize> = HashMap::new();
+    let mut supply: HashMap<&str, usize> = HashMap::new();
+    let mut covered: HashSet<JobId> = HashSet::new();
+    for r in runners.values() {
+        if r.state.holds_slot() {
+            *pool_used.entry(r.pool.as_str()).or_default() += 1;
+        }
+        if r.state.is_supply() && !r.draining {
+            *supply.entry(r.pool.as_str()).or_default() += 1;
+            if let Some(job) = r.launched_for {
+                covered.insert(job);
+            }
+        }
+    }
+
+    // Per pool: how many runners are missing for queued jobs, and which jobs to launch for.
+    let mut candidates: Vec<&QueuedJob> = Vec::new();
+    for pool in pools.iter().filter(|p| !p.backing_off) {
+        let queued = queue.pool_len(&pool.name);
+        let have = supply.get(pool.name.as_str()).copied().unwrap_or(0);
+        let missing = queued.saturating_sub(have);
+        candidates.extend(
+            queue
+                .pool_iter(&pool.name)
+                .filter(|j| !covered.contains(&j.id))
+                .take(missing),
+        );
+    }
+    // The next free slot goes to the best job whose pool has room.
+    candidates.sort_by_key(|j| j.sort_key());
+
+    let limits: HashMap<&str, &PoolLimits> = pools.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut launches = Vec::new();
+    let mut launched: HashMap<&str, usize> = HashMap::new();
+    for job in candidates {
+        let Some(pool) = limits.get(job.pool.as_str()) else {
+            continue;
+        };
+        let used = pool_used.entry(pool.name.as_str()).or_default();
+        if slots_used >= global_max || *used >= pool.max_runners {
+            continue;
+        }
+        *used += 1;
+        slots_used += 1;
+        *launched.entry(pool.name.as_str()).or_default() += 1;
+        launches.push(Launch::ForJob {
+            pool: pool.name.clone(),
+            job_id: job.id,
+        });
+    }
+
+    // Warm runners: keep min_idle spare beyond what the queue will consume.
+    for pool in pools
+        .iter()
+        .filter(|p| !p.backing_off && p.can_warm && p.min_idle > 0)
+    {
+        let name = pool.name.as_str();
+        let have =
+            supply.get(name).copied().unwrap_or(0) + launched.get(name).copied().unwrap_or(0);
+        let want = queue.pool_len(name) + pool.min_idle;
+        let used = pool_used.entry(name).or_default();
+        for _ in have..want {
+            if slots_used >= global_max || *used >= pool.max_runners {
+                break;
+            }
+            *used += 1;
+            slots_used += 1;
+            launches.push(Launch::Warm {
+                pool: pool.name.clone(),
+            });
+        }
+    }
+    launches
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! The waiting jobs of each pool, in priority order: an index over the `jobs` table,
+//! rebuilt at start.
+//!
+//! A `BTreeSet` ordered by (aged priority, age, id) rather than a binary heap: the planner
+//! walks the top of each pool's queue, skipping jobs that already have a runner on the way,
+//! without popping anything; inserts and removals stay O(log n).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Job, JobId, queue_rank};
+
+/// Sort key: best first under ascending order.
+pub type QueueKey = (Reverse<i128>, i64, JobId);
+
+/// A job waiting for a runner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedJob {
+    pub id: JobId,
+    pub pool: String,
+    pub repository: String,
+    pub labels: Vec<String>,
+    pub priority: i64,
+    pub queued_at: DateTime<Utc>,
+    key: QueueKey,
+}
+
+impl QueuedJob {
+    pub fn from_job(job: &Job, pool: &str, aging_per_minute: f64) -> Self {
+        let queued_at = job.created_at.unwrap_or(job.first_seen_at);
+        let ms = queued_at.timestamp_millis();
+        QueuedJob {
+            id: job.id,
+            pool: pool.to_owned(),
+            repository: job.repository.clone(),
+            labels: job.labels.clone(),
+            priority: job.priority,
+            queued_at,
+            key: (
+                Reverse(queue_rank(job.priority, ms, aging_per_minute)),
+                ms,
+                job.id,
+            ),
+        }
+    }
+
+    /// Best first under ascending order.
+    pub fn sort_key(&self) -> QueueKey {
+        self.key
+    }
+
+    /// Priority band for metrics: bounded label values.
+    pub fn band(&self) -> &'static str {
+        match self.priority {
+            p if p >= 50 => "high",
+            p if p < 0 => "low",
+            _ => "normal",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct JobQueue {
+    by_pool: HashMap<String, BTreeSet<QueueKey>>,
+    jobs: HashMap<JobId, QueuedJob>,
+}
+
+impl JobQueue {
+    /// Adds or replaces a job.
+    pub fn insert(&mut self, job: QueuedJob) {
+        self.remove(job.id);
+        self.by_pool
+            .entry(job.pool.clone())
+            .or_default()
+            .insert(job.key);
+        self.jobs.insert(job.id, job);
+    }
+
+    pub fn remove(&mut self, id: JobId) -> Option<QueuedJob> {
+        let job = self.jobs.remove(&id)?;
+        if let Some(set) = self.by_pool.get_mut(&job.pool) {
+            set.remove(&job.key);
+        }
+        Some(job)
+    }
+
+    pub fn get(&self, id: JobId) -> Option<&QueuedJob> {
+        self.jobs.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    pub fn pool_len(&self, pool: &str) -> usize {
+        self.by_pool.get(pool).map_or(0, BTreeSet::len)
+    }
+
+    /// A pool's jobs, best first.
+    pub fn pool_iter<'a>(&'a self, pool: &str) -> impl Iterator<Item = &'a QueuedJob> + 'a {
+        self.by_pool
+            .get(pool)
+            .into_iter()
+            .flat_map(|set| set.iter())
+            .map(|key| &self.jobs[&key.2])
+    }
+
+    /// Every job, best first across pools.
+    pub fn iter_ordered(&self) -> Vec<&QueuedJob> {
+        let mut all: Vec<&QueuedJob> = self.jobs.values().collect();
+        all.sort_by_key(|j| j.key);
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn job(id: i64, priority: i64, minute: i64) -> QueuedJob {
+        QueuedJob {
+            id,
+            pool: "p".into(),
+            repository: "o/r".into(),
+            labels: vec![],
+            priority,
+            queued_at: Utc.timestamp_opt(minute * 60, 0).unwrap(),
+            key: (
+                Reverse(queue_rank(priority, minute * 60_000, 1.0)),
+                minute * 60_000,
+                id,
+            ),
+        }
+    }
+
+    #[test]
+    fn best_first_with_ties_oldest_first() {
+        let mut q = JobQueue::default();
+        q.insert(job(1, 0, 10));
+        q.insert(job(2, 100, 10));
+        q.insert(job(3, 0, 5));
+        q.insert(job(4, 50, 10));
+        let order: Vec<i64> = q.pool_iter("p").map(|j| j.id).collect();
+        assert_eq!(order, [2, 4, 3, 1]);
+        q.remove(2);
+        assert_eq!(q.pool_iter("p").next().unwrap().id, 4);
+        assert_eq!(q.len(), 3);
+    }
+}
