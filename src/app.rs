@@ -1,12 +1,12 @@
 //! The long-lived handles, the shared HTTP state, and `run`: the daemon from listener to exit.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,13 +28,26 @@ const TASK_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub struct App {
     /// The live configuration; replaced whole on reload, never held across `.await`.
     config: RwLock<Arc<Config>>,
+    /// Publishes each reloaded configuration to the tasks that keep a copy (processor, scheduler).
+    config_updates: watch::Sender<Arc<Config>>,
     pub store: Arc<dyn Store>,
     pub ingest: IngestQueue,
     pub scheduler: SchedulerHandle,
     pub bus: EventBus,
     pub metrics: PrometheusHandle,
-    /// Cancelled when the daemon starts shutting down: the webhook answers 503 from then on.
+    /// Cancelled when the daemon starts shutting down: the webhook and `/readyz` answer 503 from
+    /// then on, while the listener stays open for `server.shutdown_grace`.
     pub shutdown: CancellationToken,
+}
+
+/// Optional parts of [`run_with`] that only the binary (or a test) provides.
+#[derive(Default)]
+pub struct RunOptions {
+    /// A bound listener for `/metrics` alone. When `None` and `server.metrics_listen` is set,
+    /// [`run_with`] binds that address itself.
+    pub metrics_listener: Option<TcpListener>,
+    /// Called once the database is migrated and the listeners serve (sd_notify READY, reload).
+    pub on_ready: Option<Box<dyn FnOnce(AppState) + Send>>,
 }
 
 #[derive(Clone)]
@@ -64,23 +77,30 @@ impl App {
     pub fn api_tokens(&self) -> Vec<Secret> {
         self.config().server.api_tokens.clone()
     }
-}
 
-/// The process-wide Prometheus recorder (installed once, even when tests start several apps).
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let buckets = [
-                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0,
-            ];
-            PrometheusBuilder::new()
-                .set_buckets(&buckets)
-                .expect("non-empty buckets")
-                .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
-        })
-        .clone()
+    /// Every configuration the daemon switches to from now on (the current one first).
+    pub fn subscribe_config(&self) -> watch::Receiver<Arc<Config>> {
+        self.config_updates.subscribe()
+    }
+
+    /// Validates `new` and makes it the live configuration. Keys that only take effect at start
+    /// (see [`crate::lifecycle::RESTART_ONLY_KEYS`]) keep their running value, with a warning
+    /// naming each. On error nothing changes.
+    pub fn reload(&self, mut new: Config) -> Result<(), String> {
+        new.validate().map_err(|e| e.to_string())?;
+        let current = self.config();
+        for key in crate::lifecycle::keep_restart_only(&current, &mut new) {
+            tracing::warn!(
+                key,
+                "changing `{key}` needs a restart; keeping the running value"
+            );
+        }
+        crate::metrics::describe(&new);
+        let new = Arc::new(new);
+        *self.config.write().expect("config lock poisoned") = new.clone();
+        self.config_updates.send_replace(new);
+        Ok(())
+    }
 }
 
 /// The GitHub client. Without pools no runner is ever launched, so credentials are optional
@@ -131,12 +151,37 @@ async fn maintain_store(store: Arc<dyn Store>, shutdown: CancellationToken) {
 }
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then stops in order:
-/// stop intake (503) → finish in-flight requests → flush the log writer → stop the processor.
+/// stop intake (503) → keep answering for `server.shutdown_grace` → close the listener and finish
+/// in-flight requests → flush the log writer → stop the processor. Runner containers are left
+/// running: the next start reconciles them.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, RunOptions::default()).await
+}
+
+/// [`run`], with a metrics listener and a readiness callback.
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    options: RunOptions,
+) -> anyhow::Result<()> {
+    let metrics_listener = match (options.metrics_listener, config.server.metrics_listen) {
+        (Some(listener), _) => Some(listener),
+        (None, Some(address)) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (server.metrics_listen)"))?,
+        ),
+        (None, None) => None,
+    };
+    // The recorder first: metrics recorded before it exists are lost.
+    let metrics = crate::metrics::handle();
+    crate::metrics::describe(&config);
+    crate::metrics::init_process_gauges();
     let store = open_store(&config.database.url).await?;
     let tracker = TaskTracker::new();
     // Background work stops only after HTTP has drained, so acknowledged writes complete.
@@ -145,6 +190,7 @@ pub async fn run(
     let ingest = IngestQueue::start(store.clone(), stored.clone(), background.clone(), &tracker);
     let bus = EventBus::default();
     let config = Arc::new(config);
+    let (config_updates, _) = watch::channel(config.clone());
     let scheduler = crate::scheduler::start(
         SchedulerDeps {
             store: store.clone(),
@@ -152,7 +198,7 @@ pub async fn run(
             docker: Arc::new(LazyRuntime::new(&config.docker.host)),
             bus: bus.clone(),
         },
-        config.clone(),
+        config_updates.subscribe(),
         stored,
         background.clone(),
         &tracker,
@@ -161,20 +207,43 @@ pub async fn run(
 
     let state = AppState(Arc::new(App {
         config: RwLock::new(config),
+        config_updates,
         store,
         ingest,
         scheduler,
         bus,
-        metrics: metrics_handle(),
+        metrics,
         shutdown: shutdown.clone(),
     }));
     let address = listener.local_addr()?;
     tracing::info!(%address, "runnerhub listening");
-    let server = axum::serve(listener, crate::http::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Closing the listener is its own token: it happens `shutdown_grace` after intake stops.
+    let close = CancellationToken::new();
+    let dedicated_metrics = metrics_listener.is_some();
+    let server = axum::serve(
+        listener,
+        crate::http::router(state.clone(), !dedicated_metrics),
+    )
+    .with_graceful_shutdown(close.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
+    if let Some(listener) = metrics_listener {
+        tracing::info!(address = %listener.local_addr()?, "metrics listening");
+        let metrics = axum::serve(listener, crate::http::metrics_router(state.clone()))
+            .with_graceful_shutdown(close.clone().cancelled_owned());
+        tracker.spawn(async move {
+            if let Err(error) = metrics.await {
+                tracing::error!(%error, "metrics listener failed");
+            }
+        });
+    }
+    if let Some(on_ready) = options.on_ready {
+        on_ready(state.clone());
+    }
     shutdown.cancelled().await;
-    tracing::info!("shutting down: webhook intake closed");
+    let grace = state.config().server.shutdown_grace;
+    tracing::info!(?grace, "shutting down: webhook intake closed (503)");
+    tokio::time::sleep(grace).await;
+    close.cancel();
     match tokio::time::timeout(HTTP_DRAIN_DEADLINE, server).await {
         Ok(result) => result.context("HTTP server task")?.context("HTTP server")?,
         Err(_) => tracing::warn!("in-flight requests did not finish in time; closing anyway"),

@@ -85,6 +85,11 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// This daemon's identity, written on its containers (`runnerhub.instance`). Default: host name.
     pub instance_id: String,
+    /// On SIGTERM, how long the listener keeps answering (webhooks with 503, `/readyz` with 503)
+    /// before it closes, so load balancers and kept-alive clients see the refusal instead of a
+    /// reset. Default `2s`; `0s` in tests.
+    #[serde(with = "duration_str")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +99,7 @@ impl Default for ServerConfig {
             api_tokens: Vec::new(),
             metrics_listen: None,
             instance_id: default_instance_id(),
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }
@@ -437,6 +443,11 @@ impl Config {
         let mut copy = self.clone();
         copy.database.url = redact_url_password(&copy.database.url);
         toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+
+    /// Runs the cross-field checks again (for a configuration built or edited in code).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::validate(self)
     }
 
     /// The pool with this name.

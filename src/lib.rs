@@ -9,6 +9,8 @@
 //! - [`github`]: the GitHub REST client (JIT runners, PAT / App auth, retries, rate limits) and
 //!   [`github::sim`], the GitHub simulator for tests and the demo.
 //! - [`http`]: routers per resource, the error envelope, bearer-token guard.
+//! - [`lifecycle`]: signals, systemd notifications (ready, watchdog, reload, stopping), SIGHUP.
+//! - [`metrics`]: the catalog of Prometheus metric names and the recorder behind `/metrics`.
 //! - [`scheduler`]: the task that owns job state; the delivery processor.
 //! - [`store`]: the `Store` trait and its SQLite backend.
 //! - [`telemetry`]: logging setup.
@@ -21,6 +23,8 @@ pub mod domain;
 pub mod events;
 pub mod github;
 pub mod http;
+pub mod lifecycle;
+pub mod metrics;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runnerhub::config::{Config, DEFAULT_CONFIG_PATH};
+use runnerhub::lifecycle::ConfigSource;
 use runnerhub::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 
@@ -83,18 +84,35 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, listen } => {
-            let mut config = load_config(config)?;
-            if let Some(listen) = listen {
-                config.server.listen = listen;
-            }
+            let source = ConfigSource {
+                path: config,
+                listen,
+            };
+            let config = source.load()?;
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await
                 .with_context(|| {
                     format!("cannot listen on {} (server.listen)", config.server.listen)
                 })?;
             let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
-            runnerhub::app::run(config, listener, shutdown).await
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            let supervisor = tokio::spawn(runnerhub::lifecycle::supervise(
+                source,
+                shutdown.clone(),
+                ready_rx,
+            ));
+            let options = runnerhub::app::RunOptions {
+                metrics_listener: None,
+                on_ready: Some(Box::new(move |state| {
+                    let _ = ready_tx.send(state);
+                })),
+            };
+            let result =
+                runnerhub::app::run_with(config, listener, shutdown.clone(), options).await;
+            // The supervisor ends with the shutdown it started, or here when start-up failed.
+            shutdown.cancel();
+            supervisor.await.context("signal handler task")??;
+            result
         }
         Command::Migrate { config } => {
             let config = load_config(config)?;
@@ -113,15 +131,4 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// SIGINT or SIGTERM starts a graceful shutdown.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
-    shutdown.cancel();
 }

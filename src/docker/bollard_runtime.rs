@@ -321,7 +321,7 @@ async fn timed<T>(
 ) -> Result<T, BollardError> {
     let started = Instant::now();
     let result = fut.await;
-    metrics::histogram!("docker_call_duration_seconds", "call" => call)
+    metrics::histogram!(crate::metrics::DOCKER_CALL_DURATION_SECONDS, "call" => call)
         .record(started.elapsed().as_secs_f64());
     result
 }

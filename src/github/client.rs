@@ -345,7 +345,8 @@ impl GithubClient {
 
     fn record_rate_limit(&self, headers: &HeaderMap) {
         if let Some(snapshot) = RateLimitSnapshot::from_headers(headers, Utc::now()) {
-            metrics::gauge!("github_rate_limit_remaining").set(snapshot.remaining as f64);
+            metrics::gauge!(crate::metrics::GITHUB_RATE_LIMIT_REMAINING)
+                .set(snapshot.remaining as f64);
             *self.rate.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
         }
     }
@@ -447,7 +448,7 @@ fn transport_error(e: reqwest::Error) -> GithubError {
 }
 
 fn count_request(endpoint: &'static str, status: &str) {
-    metrics::counter!("github_api_requests_total", "endpoint" => endpoint, "status" => status.to_owned())
+    metrics::counter!(crate::metrics::GITHUB_API_REQUESTS_TOTAL, "endpoint" => endpoint, "status" => status.to_owned())
         .increment(1);
 }
 

@@ -3,6 +3,8 @@
 pub mod error;
 mod health;
 mod jobs;
+mod metrics;
+mod request_id;
 mod runners;
 mod webhooks;
 
@@ -14,18 +16,32 @@ use axum::response::Response;
 use crate::app::AppState;
 use error::ApiError;
 
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
-    let guarded = Router::new()
+/// The whole HTTP surface. `with_metrics` is false when `/metrics` has its own listener
+/// ([`metrics_router`]), so the main (often public) listener does not expose it twice.
+pub fn router(state: AppState, with_metrics: bool) -> Router {
+    let mut guarded = Router::new()
         .merge(webhooks::management_routes())
         .merge(jobs::routes())
-        .merge(runners::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .merge(runners::routes());
+    if with_metrics {
+        guarded = guarded.merge(metrics::routes());
+    }
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(webhooks::ingest_routes())
         .merge(health::routes())
         .merge(guarded)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(middleware::from_fn(request_id::tag))
+        .with_state(state)
+}
+
+/// The dedicated `server.metrics_listen` listener: `/metrics` only, no token (see
+/// [`metrics`] for why).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .merge(metrics::routes())
+        .fallback(|| async { ApiError::NotFound("this listener serves only /metrics".into()) })
         .with_state(state)
 }
 

@@ -39,7 +39,8 @@ fn rejection_response(rejection: &Rejection) -> Response {
         Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
     };
-    metrics::counter!("webhook_rejections_total", "code" => rejection.code()).increment(1);
+    metrics::counter!(crate::metrics::WEBHOOK_REJECTIONS_TOTAL, "code" => rejection.code())
+        .increment(1);
     ApiError::Status {
         status,
         code: rejection.code(),
@@ -77,11 +78,14 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         state.allow_unsigned(),
         Utc::now(),
     ) {
-        Ok(delivery) => delivery,
+        Ok(delivery) => {
+            crate::metrics::webhook_received();
+            delivery
+        }
         Err((rejection, attempt)) => {
             if let Some(attempt) = attempt {
                 tracing::warn!(delivery = %attempt.delivery_id, event = %attempt.event, %rejection, "webhook signature refused");
-                metrics::counter!("webhook_signature_failures_total").increment(1);
+                metrics::counter!(crate::metrics::WEBHOOK_SIGNATURE_FAILURES_TOTAL).increment(1);
                 if let Err(error) = state.ingest.submit(*attempt).await {
                     tracing::error!(%error, "cannot record a refused delivery in the audit log");
                 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -93,16 +93,18 @@ pub struct Scheduler {
     pub(super) tasks: TaskTracker,
 }
 
-/// Starts the scheduler task; returns the handle the HTTP side uses.
+/// Starts the scheduler task; returns the handle the HTTP side uses. `config` holds the current
+/// configuration and every reloaded one (SIGHUP, [`crate::app::App::reload`]).
 pub fn start(
     deps: SchedulerDeps,
-    config: Arc<Config>,
+    mut config_updates: watch::Receiver<Arc<Config>>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> SchedulerHandle {
     let (tx, commands) = mpsc::channel(64);
     let (events_tx, events) = mpsc::unbounded_channel();
+    let config = config_updates.borrow_and_update().clone();
     let processor = Processor::new(deps.store.clone(), &config, deps.bus.clone());
     let scheduler = Scheduler {
         deps,
@@ -122,7 +124,7 @@ pub fn start(
         events: events_tx,
         tasks: tracker.clone(),
     };
-    tracker.spawn(scheduler.run(wake, commands, events, shutdown));
+    tracker.spawn(scheduler.run(wake, commands, events, config_updates, shutdown));
     SchedulerHandle { tx }
 }
 
@@ -132,6 +134,7 @@ impl Scheduler {
         wake: Arc<Notify>,
         mut commands: mpsc::Receiver<Command>,
         mut events: mpsc::UnboundedReceiver<Event>,
+        mut config_updates: watch::Receiver<Arc<Config>>,
         shutdown: CancellationToken,
     ) {
         if let Err(error) = self.restore().await {
@@ -158,6 +161,10 @@ impl Scheduler {
                 Some(command) = commands.recv() => self.on_command(command),
                 _ = wake.notified() => self.process_deliveries(&wake).await,
                 _ = tick.tick() => self.on_tick(&wake).await,
+                Ok(()) = config_updates.changed() => {
+                    let config = config_updates.borrow_and_update().clone();
+                    self.reconfigure(config);
+                }
             }
             self.schedule().await;
             self.flush().await;
@@ -167,6 +174,27 @@ impl Scheduler {
             runners = self.runners.len(),
             queued = self.queue.len(),
             "scheduler stopped"
+        );
+    }
+
+    /// Takes a reloaded configuration: pools, limits and priority rules apply from the next
+    /// scheduling pass; a new GitHub token or App key from the next API call. Jobs already
+    /// queued keep the pool and priority they were given.
+    fn reconfigure(&mut self, config: Arc<Config>) {
+        self.processor.reconfigure(&config);
+        if !config.pools.is_empty() {
+            match crate::github::GithubClient::from_config(&config.github) {
+                Ok(client) => self.deps.github = Arc::new(client),
+                Err(error) => tracing::error!(
+                    error = format!("{error:#}"),
+                    "reloaded GitHub credentials are unusable; keeping the previous ones"
+                ),
+            }
+        }
+        self.config = config;
+        tracing::info!(
+            pools = self.config.pools.len(),
+            "scheduler: configuration reloaded"
         );
     }
 
@@ -238,7 +266,7 @@ impl Scheduler {
                         self.dirty.insert(id.clone());
                     }
                     if let (Some(q), Some(wait)) = (queued, job.wait_seconds()) {
-                        metrics::histogram!("runnerhub_job_wait_seconds", "pool" => q.pool)
+                        metrics::histogram!(crate::metrics::JOB_WAIT_SECONDS, "pool" => q.pool)
                             .record(wait);
                     }
                 }
@@ -515,7 +543,7 @@ impl Scheduler {
     }
 
     pub(super) fn record_launch_failure(&mut self, pool: &str, reason: &'static str) {
-        metrics::counter!("runnerhub_runner_launch_failures_total", "pool" => pool.to_owned(), "reason" => reason)
+        metrics::counter!(crate::metrics::RUNNER_LAUNCH_FAILURES_TOTAL, "pool" => pool.to_owned(), "reason" => reason)
             .increment(1);
         let backoff = self.backoff.entry(pool.to_owned()).or_default();
         backoff.failures += 1;
@@ -611,7 +639,7 @@ impl Scheduler {
                     .values()
                     .filter(|r| r.pool == pool.name && r.state == *state)
                     .count();
-                metrics::gauge!("runnerhub_runners", "pool" => pool.name.clone(), "state" => state.as_str()).set(n as f64);
+                metrics::gauge!(crate::metrics::RUNNERS, "pool" => pool.name.clone(), "state" => state.as_str()).set(n as f64);
             }
             for band in ["high", "normal", "low"] {
                 let n = self
@@ -619,7 +647,7 @@ impl Scheduler {
                     .pool_iter(&pool.name)
                     .filter(|j| j.band() == band)
                     .count();
-                metrics::gauge!("runnerhub_queue_depth", "pool" => pool.name.clone(), "band" => band).set(n as f64);
+                metrics::gauge!(crate::metrics::QUEUE_DEPTH, "pool" => pool.name.clone(), "band" => band).set(n as f64);
             }
         }
     }

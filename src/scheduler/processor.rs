@@ -18,6 +18,7 @@ use crate::domain::{
     Job, JobObservation, JobStatus, LabelSet, PriorityRules, Transition, WorkflowRun, select_pool,
 };
 use crate::events::{EventBus, LiveEvent};
+use crate::metrics as catalog;
 use crate::store::{DeliveryOutcome, PendingDelivery, ProcessedDelivery, ProcessingBatch, Store};
 use crate::webhook::payload;
 
@@ -294,8 +295,10 @@ impl Processor {
         let mut changes = Vec::new();
         for (d, decoded, elapsed) in results {
             let status = decoded.outcome.label();
-            metrics::counter!("webhook_events_total", "event" => metric_event(&d.event), "status" => status).increment(1);
-            metrics::histogram!("webhook_processing_duration_seconds", "event" => metric_event(&d.event))
+            let event = catalog::event_label(&d.event);
+            metrics::counter!(catalog::WEBHOOK_EVENTS_TOTAL, "event" => event, "status" => status)
+                .increment(1);
+            metrics::histogram!(catalog::WEBHOOK_PROCESSING_DURATION_SECONDS, "event" => event)
                 .record(elapsed.as_secs_f64());
             self.bus.publish(LiveEvent {
                 kind: "webhook",
@@ -340,27 +343,18 @@ fn record_job_metrics(job: &Job, transition: &Transition) {
     };
     let repository = job.repository.clone();
     if from == to && to.is_pending() {
-        metrics::counter!("github_jobs_queued_total", "repository" => repository.clone())
+        metrics::counter!(catalog::GITHUB_JOBS_QUEUED_TOTAL, "repository" => repository.clone())
             .increment(1);
     }
     if *to == JobStatus::Completed {
-        let conclusion = job.conclusion.clone().unwrap_or_else(|| "unknown".into());
-        metrics::counter!("github_jobs_completed_total", "repository" => repository.clone(), "conclusion" => conclusion)
+        let conclusion = catalog::conclusion_label(job.conclusion.as_deref());
+        metrics::counter!(catalog::GITHUB_JOBS_COMPLETED_TOTAL, "repository" => repository.clone(), "conclusion" => conclusion)
             .increment(1);
         if let Some(seconds) = job.duration_seconds() {
-            metrics::histogram!("github_job_duration_seconds", "repository" => repository)
+            metrics::histogram!(catalog::GITHUB_JOB_DURATION_SECONDS, "repository" => repository)
                 .record(seconds);
         }
     }
-}
-
-/// Event names as metric labels: only known ones, so a label cannot grow without bound.
-fn metric_event(event: &str) -> &'static str {
-    crate::webhook::HANDLED_EVENTS
-        .iter()
-        .find(|e| **e == event)
-        .copied()
-        .unwrap_or("other")
 }
 
 enum Observation {

@@ -258,7 +258,7 @@ impl Scheduler {
                 if runner.advance(to, now) {
                     if to == RunnerState::Idle {
                         let wait = seconds_since(runner.created_at, now);
-                        metrics::histogram!("runnerhub_queued_to_runner_idle_seconds", "pool" => runner.pool.clone()).record(wait);
+                        metrics::histogram!(crate::metrics::QUEUED_TO_RUNNER_IDLE_SECONDS, "pool" => runner.pool.clone()).record(wait);
                         tracing::info!(runner = %runner.name, pool = %runner.pool, "runner online");
                     }
                     let id = runner.id.clone();

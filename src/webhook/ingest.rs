@@ -96,8 +96,9 @@ async fn write_batch(store: &dyn Store, batch: &mut Vec<Pending>, stored: &Notif
     let (deliveries, waiters): (Vec<NewDelivery>, Vec<_>) =
         batch.drain(..).map(|p| (p.delivery, p.done)).unzip();
     let result = store.insert_deliveries(&deliveries).await;
-    metrics::histogram!("webhook_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
-    metrics::histogram!("webhook_ingest_batch_size").record(deliveries.len() as f64);
+    metrics::histogram!(crate::metrics::WEBHOOK_INGEST_COMMIT_SECONDS)
+        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::metrics::WEBHOOK_INGEST_BATCH_SIZE).record(deliveries.len() as f64);
     match result {
         Ok(outcomes) => {
             let any_new = outcomes

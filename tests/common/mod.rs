@@ -1,6 +1,7 @@
 //! Shared test harness: a daemon on 127.0.0.1:0 with a temp database, signed deliveries.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod e2e;
 pub mod github_stub;
 mod shapes;
@@ -48,6 +49,8 @@ pub fn webhook_fixture(name: &str) -> Vec<u8> {
 pub fn test_config(dir: &Path) -> Config {
     let text = format!(
         r#"
+        [server]
+        shutdown_grace = "0s"
         [database]
         url = "sqlite://{}/runnerhub.db"
         [github]
