@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
-use crate::events::EventBus;
+use crate::events::{EventBus, Retention};
 use crate::scheduler::Processor;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -100,7 +100,8 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then stops in order:
-/// stop intake (503) → finish in-flight requests → flush the log writer → stop the processor.
+/// stop intake (503), close WebSockets → finish in-flight requests → flush the delivery log
+/// writer → stop the processor → flush the live event log.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -112,7 +113,9 @@ pub async fn run(
     let background = CancellationToken::new();
     let stored = Arc::new(Notify::new());
     let ingest = IngestQueue::start(store.clone(), stored.clone(), background.clone(), &tracker);
-    let bus = EventBus::default();
+    let (bus, live_log) = EventBus::start(store.clone(), Retention::default())
+        .await
+        .context("cannot start the live event log")?;
     let processor = Processor::new(store.clone(), &config, bus.clone());
     tracker.spawn(processor.run(stored, background.clone()));
 
@@ -142,6 +145,13 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("background tasks did not stop in time");
+    }
+    // Last: every producer of live events has stopped, so the log gets all of them.
+    if tokio::time::timeout(TASK_DRAIN_DEADLINE, live_log.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the live event log did not flush in time");
     }
     tracing::info!("runnerhub stopped");
     Ok(())

@@ -1,9 +1,12 @@
 //! HTTP: one router per resource, the bearer-token guard, and the server wiring.
 
+mod dashboard;
 pub mod error;
 mod health;
 mod jobs;
+pub mod snapshot;
 mod webhooks;
+pub mod ws;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -22,6 +25,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks::ingest_routes())
         .merge(health::routes())
+        // `/ws` checks the API token itself (header or `token=`), so that a refusal reaches a
+        // browser as a close reason; `/` serves only static assets.
+        .merge(ws::routes())
+        .merge(dashboard::routes())
         .merge(guarded)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
