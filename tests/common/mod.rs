@@ -78,6 +78,11 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(config: Config) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_app_on(config, listener).await
+}
+
+/// Runs the daemon on a listener the test prepared (e.g. with small socket buffers).
+pub async fn spawn_app_on(config: Config, listener: tokio::net::TcpListener) -> TestApp {
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(runnerhub::app::run(config, listener, shutdown.clone()));
