@@ -7,6 +7,8 @@
 //! {
 //!   "queue":   [Job…],     // queued + waiting jobs, highest priority first, then oldest (≤ 500)
 //!   "queue_total": 12,     // all pending jobs, even beyond the 500 listed
+//!   "running": [Job…],     // in-progress jobs, newest first (≤ 200)
+//!   "finished": [Job…],    // jobs completed in the last hour, latest first (≤ 25)
 //!   "runners": [Runner…],  // live runners (empty until the scheduler fills it)
 //!   "pools":   [Pool…],    // configured pools with their counters
 //!   "limits":  {"max_runners": 20},
@@ -36,6 +38,10 @@ use crate::store::JobFilter;
 
 /// Jobs listed in `queue` at most; `queue_total` counts them all.
 const SNAPSHOT_QUEUE_MAX: u32 = 500;
+/// In-progress jobs listed at most.
+const SNAPSHOT_RUNNING_MAX: u32 = 200;
+/// Recently finished jobs listed at most.
+const SNAPSHOT_FINISHED_MAX: usize = 25;
 /// The window of the headline numbers.
 const STATS_WINDOW_SECS: i64 = 3600;
 /// Jobs read to compute the headline numbers at most.
@@ -61,6 +67,16 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
 
     let mut queue = store.pending_jobs(one, SNAPSHOT_QUEUE_MAX).await?;
     queue.retain(&wanted);
+    let mut running_jobs = store
+        .list_jobs(&JobFilter {
+            status: Some(JobStatus::InProgress),
+            repository: one.map(str::to_owned),
+            limit: SNAPSHOT_RUNNING_MAX,
+            offset: 0,
+        })
+        .await?
+        .items;
+    running_jobs.retain(&wanted);
     let mut counts = [0i64; 3];
     for (status, count) in [JobStatus::Queued, JobStatus::Waiting, JobStatus::InProgress]
         .into_iter()
@@ -93,6 +109,9 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
         .iter()
         .filter(|j| j.status == JobStatus::Completed && j.completed_at.is_some_and(|t| t >= since))
         .collect();
+    let mut finished = completed.clone();
+    finished.sort_by_key(|j| std::cmp::Reverse(j.completed_at));
+    finished.truncate(SNAPSHOT_FINISHED_MAX);
     let failed = completed
         .iter()
         .filter(|j| {
@@ -134,6 +153,8 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
     Ok(json!({
         "queue": queue.iter().map(job_json).collect::<Vec<_>>(),
         "queue_total": queue_total,
+        "running": running_jobs.iter().map(job_json).collect::<Vec<_>>(),
+        "finished": finished.into_iter().map(job_json).collect::<Vec<_>>(),
         "runners": [],
         "pools": pools,
         "limits": {"max_runners": config.limits.max_runners},
