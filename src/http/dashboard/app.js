@@ -16,7 +16,7 @@ const state = {
 };
 let repoFilter = new URLSearchParams(location.hash.slice(1)).get("repo") || "";
 let token = sessionStorage.getItem("runnerhub.token") || "";
-let ws = null, retryMs = 500, lastHeard = 0, timers = [];
+let ws = null, retryMs = 500, lastHeard = 0, timers = [], statsRefresh = null;
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -79,7 +79,13 @@ function onMessage(m) {
   if (typeof m.seq === "number" && (state.seq === null || m.seq > state.seq || m.type === "snapshot")) state.seq = m.seq;
   switch (m.type) {
     case "snapshot": applySnapshot(m.data); break;
-    case "job": upsertJob(m.data); break;
+    case "job":
+      upsertJob(m.data);
+      // Headline numbers are the daemon's; ask for fresh ones shortly after a job ends.
+      if (m.data.status === "completed" && !statsRefresh) {
+        statsRefresh = setTimeout(() => { statsRefresh = null; send({ op: "snapshot" }); }, 2500);
+      }
+      break;
     case "runner": state.runners.set(m.data.id, { ...(state.runners.get(m.data.id) || {}), ...m.data }); break;
     case "pool": state.pools.set(m.data.name, { ...(state.pools.get(m.data.name) || {}), ...m.data }); break;
     case "webhook": addWebhook(m); break;
