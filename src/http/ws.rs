@@ -54,6 +54,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::events::BusMessage;
+use filter::{Filter, check_types, list, parse_query, truncate_reason};
 
 /// How often the server pings.
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
@@ -85,90 +86,11 @@ pub const CLOSE_TIMEOUT: u16 = 4408;
 /// Close code: the daemon is shutting down (standard "going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
+mod filter;
+
 /// `GET /ws`.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
-}
-
-/// What a client receives: repositories and types (`None`: all).
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Filter {
-    repositories: Option<Vec<String>>,
-    types: Option<Vec<String>>,
-}
-
-impl Filter {
-    fn matches(&self, kind: &str, repository: Option<&str>) -> bool {
-        let type_ok = self
-            .types
-            .as_ref()
-            .is_none_or(|t| t.iter().any(|k| k == kind));
-        let repo_ok = match (&self.repositories, repository) {
-            (Some(wanted), Some(repo)) => wanted.iter().any(|r| r == repo),
-            _ => true,
-        };
-        type_ok && repo_ok
-    }
-
-    fn describe(&self) -> Value {
-        json!({"repository": self.repositories, "type": self.types})
-    }
-}
-
-/// Parses a comma-separated list; empty means "no filter".
-fn list(value: &str) -> Option<Vec<String>> {
-    let items: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    (!items.is_empty()).then_some(items)
-}
-
-fn check_types(types: &Option<Vec<String>>) -> Result<(), String> {
-    for t in types.iter().flatten() {
-        if !EVENT_TYPES.contains(&t.as_str()) {
-            return Err(format!("unknown type `{t}`; use {}", EVENT_TYPES.join(",")));
-        }
-    }
-    Ok(())
-}
-
-struct Request {
-    filter: Filter,
-    since: Option<i64>,
-    token: Option<String>,
-}
-
-fn parse_query(query: Option<&str>) -> Result<Request, String> {
-    let mut request = Request {
-        filter: Filter::default(),
-        since: None,
-        token: None,
-    };
-    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
-            "repository" => request.filter.repositories = list(&value),
-            "type" => request.filter.types = list(&value),
-            "since" => {
-                let since = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|s| *s >= 0)
-                    .ok_or_else(|| format!("since `{value}` is not a seq (integer >= 0)"))?;
-                request.since = Some(since);
-            }
-            "token" => request.token = Some(value.into_owned()),
-            other => {
-                return Err(format!(
-                    "unknown parameter `{other}`; use repository, type, since, token"
-                ));
-            }
-        }
-    }
-    check_types(&request.filter.types)?;
-    Ok(request)
 }
 
 /// Why a connection is refused: reported as a close frame after the upgrade.
@@ -251,15 +173,6 @@ async fn refuse(mut socket: WebSocket, code: u16, reason: String) {
         reason: truncate_reason(&reason).into(),
     };
     let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
-}
-
-/// Close reasons are limited to 123 bytes by the protocol.
-fn truncate_reason(reason: &str) -> &str {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
 }
 
 /// Counts connected clients in `runnerhub_websocket_clients`.
@@ -567,43 +480,4 @@ impl Client {
 fn internal(what: &str, error: impl std::fmt::Display) -> End {
     tracing::error!(%error, "WebSocket: {what} failed");
     End::Close(1011, format!("internal error {what}; reconnect"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filters_pass_repositoryless_events_and_match_types() {
-        let f = Filter {
-            repositories: Some(vec!["acme/api".into()]),
-            types: Some(vec!["job".into(), "pool".into()]),
-        };
-        assert!(f.matches("job", Some("acme/api")));
-        assert!(!f.matches("job", Some("acme/web")));
-        assert!(f.matches("pool", None));
-        assert!(!f.matches("webhook", Some("acme/api")));
-        assert!(Filter::default().matches("anything", None));
-    }
-
-    #[test]
-    fn query_parsing_names_what_is_wrong() {
-        let r = parse_query(Some("repository=a/b,%20c/d&type=job&since=5&token=t")).unwrap();
-        assert_eq!(
-            r.filter.repositories,
-            Some(vec!["a/b".into(), "c/d".into()])
-        );
-        assert_eq!(r.since, Some(5));
-        assert_eq!(r.token.as_deref(), Some("t"));
-        assert!(parse_query(Some("type=jobs")).unwrap_err().contains("jobs"));
-        assert!(parse_query(Some("since=-1")).unwrap_err().contains("since"));
-        assert!(parse_query(Some("foo=1")).unwrap_err().contains("foo"));
-        assert!(parse_query(None).unwrap().filter == Filter::default());
-    }
-
-    #[test]
-    fn close_reasons_fit_the_protocol_limit() {
-        let long = "é".repeat(100);
-        assert!(truncate_reason(&long).len() <= 123);
-    }
 }
