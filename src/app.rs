@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
 use crate::docker::LazyRuntime;
-use crate::events::EventBus;
+use crate::events::{EventBus, Retention};
 use crate::github::{GithubApi, GithubClient};
 use crate::scheduler::{SchedulerDeps, SchedulerHandle};
 use crate::store::Store;
@@ -152,8 +152,8 @@ async fn maintain_store(store: Arc<dyn Store>, shutdown: CancellationToken) {
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then stops in order:
 /// stop intake (503) → keep answering for `server.shutdown_grace` → close the listener and finish
-/// in-flight requests → flush the log writer → stop the processor. Runner containers are left
-/// running: the next start reconciles them.
+/// in-flight requests, close WebSockets → flush the delivery log writer → stop the scheduler →
+/// flush the live event log. Runner containers are left running: the next start reconciles them.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -188,7 +188,9 @@ pub async fn run_with(
     let background = CancellationToken::new();
     let stored = Arc::new(Notify::new());
     let ingest = IngestQueue::start(store.clone(), stored.clone(), background.clone(), &tracker);
-    let bus = EventBus::default();
+    let (bus, live_log) = EventBus::start(store.clone(), Retention::default())
+        .await
+        .context("cannot start the live event log")?;
     let config = Arc::new(config);
     let (config_updates, _) = watch::channel(config.clone());
     let scheduler = crate::scheduler::start(
@@ -255,6 +257,10 @@ pub async fn run_with(
         .is_err()
     {
         tracing::warn!("background tasks did not stop in time");
+    }
+    // Last: every producer of live events (scheduler, processor) has stopped.
+    if tokio::time::timeout(TASK_DRAIN_DEADLINE, live_log.shutdown()).await.is_err() {
+        tracing::warn!("the live event log did not flush in time");
     }
     tracing::info!("runnerhub stopped");
     Ok(())

@@ -5,12 +5,13 @@
 //! - [`config`]: the one `Config`, defaults < TOML file < environment, validated with key names.
 //! - [`docker`]: the container runtime trait, runner container specs, the bollard implementation.
 //! - [`domain`]: jobs, workflow runs, label matching, priority. Pure, no IO.
-//! - [`events`]: the in-process bus of state changes (WebSocket, metrics).
+//! - [`events`]: the bus of state changes: numbered (`seq`), broadcast, logged in `live_events`.
 //! - [`github`]: the GitHub REST client (JIT runners, PAT / App auth, retries, rate limits) and
 //!   [`github::sim`], the GitHub simulator for tests and the demo.
-//! - [`http`]: routers per resource, the error envelope, bearer-token guard.
 //! - [`lifecycle`]: signals, systemd notifications (ready, watchdog, reload, stopping), SIGHUP.
 //! - [`metrics`]: the catalog of Prometheus metric names and the recorder behind `/metrics`.
+//! - [`http`]: routers per resource, the error envelope, bearer-token guard, the live feed
+//!   (`ws`, `snapshot`) and the embedded dashboard.
 //! - [`scheduler`]: the task that owns job state; the delivery processor.
 //! - [`store`]: the `Store` trait and its SQLite backend.
 //! - [`telemetry`]: logging setup.

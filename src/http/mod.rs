@@ -1,12 +1,15 @@
 //! HTTP: one router per resource, the bearer-token guard, and the server wiring.
 
+mod dashboard;
 pub mod error;
 mod health;
 mod jobs;
 mod metrics;
 mod request_id;
 mod runners;
+pub mod snapshot;
 mod webhooks;
+pub mod ws;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -30,6 +33,10 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
     Router::new()
         .merge(webhooks::ingest_routes())
         .merge(health::routes())
+        // `/ws` checks the API token itself (header or `token=`), so that a refusal reaches a
+        // browser as a close reason; `/` serves only static assets.
+        .merge(ws::routes())
+        .merge(dashboard::routes())
         .merge(guarded)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(request_id::tag))

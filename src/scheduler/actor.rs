@@ -200,7 +200,7 @@ impl Scheduler {
 
     /// Rebuilds the queue and the runner map from the database, then reconciles.
     async fn restore(&mut self) -> anyhow::Result<()> {
-        for job in self.deps.store.pending_jobs().await? {
+        for job in self.deps.store.schedulable_jobs().await? {
             self.on_job(&job);
         }
         let now = Utc::now();

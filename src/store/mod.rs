@@ -3,13 +3,16 @@
 //! SQLite ([`sqlite::SqliteStore`]) is the embedded default. A PostgreSQL backend implements the
 //! same trait with its own migrations; nothing above this module changes.
 
+mod live;
 pub mod sqlite;
 mod sqlite_runners;
+mod sqlite_events;
 mod types;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use live::*;
 pub use types::*;
 
 use crate::domain::{Job, JobId, Runner, WorkflowRun};
@@ -77,8 +80,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>>;
 
-    /// Jobs waiting for a runner of some pool: the queue, rebuilt at start.
-    async fn pending_jobs(&self) -> StoreResult<Vec<Job>>;
+    /// Jobs waiting for a runner of some pool: the scheduler's queue, rebuilt at start.
+    async fn schedulable_jobs(&self) -> StoreResult<Vec<Job>>;
 
     /// Inserts or updates a runner record.
     async fn save_runner(&self, runner: &Runner) -> StoreResult<()>;
@@ -89,4 +92,42 @@ pub trait Store: Send + Sync + 'static {
     async fn runner_by_name(&self, name: &str) -> StoreResult<Option<Runner>>;
 
     async fn list_runners(&self, filter: &RunnerFilter) -> StoreResult<Page<Runner>>;
+    // ---- live feed (`GET /ws`, dashboard) ----
+
+    /// Appends live messages and sets the seq reservation, in one transaction.
+    async fn insert_live_events(
+        &self,
+        events: &[LiveEventRow],
+        reserved_seq: i64,
+    ) -> StoreResult<()>;
+
+    /// Highest stored seq, the seq reservation and the pruning boundary.
+    async fn live_event_bounds(&self) -> StoreResult<LiveEventBounds>;
+
+    /// Stored live messages with `after < seq <= through`, oldest first, at most `limit`.
+    async fn live_events_after(
+        &self,
+        after: i64,
+        through: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LiveEventRow>>;
+
+    /// Deletes live messages beyond the newest `keep_last` or older than `older_than`, and
+    /// records the boundary. Returns how many were deleted.
+    async fn prune_live_events(
+        &self,
+        keep_last: i64,
+        older_than: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+
+    /// Jobs not yet started (queued or waiting), highest priority first, then oldest.
+    async fn pending_jobs(&self, repository: Option<&str>, limit: u32) -> StoreResult<Vec<Job>>;
+
+    /// Jobs that started or completed at or after `since` (for headline numbers).
+    async fn jobs_active_since(
+        &self,
+        since: DateTime<Utc>,
+        repository: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>>;
 }

@@ -29,8 +29,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    write: SqlitePool,
-    read: SqlitePool,
+    pub(super) write: SqlitePool,
+    pub(super) read: SqlitePool,
 }
 
 impl SqliteStore {
@@ -443,8 +443,8 @@ impl Store for SqliteStore {
         Ok(self.jobs_by_id(&[id]).await?.into_iter().next())
     }
 
-    async fn pending_jobs(&self) -> StoreResult<Vec<Job>> {
-        self.pending_jobs_impl().await
+    async fn schedulable_jobs(&self) -> StoreResult<Vec<Job>> {
+        self.schedulable_jobs_impl().await
     }
 
     async fn save_runner(&self, runner: &Runner) -> StoreResult<()> {
@@ -461,6 +461,50 @@ impl Store for SqliteStore {
 
     async fn list_runners(&self, filter: &RunnerFilter) -> StoreResult<Page<Runner>> {
         self.list_runners_impl(filter).await
+    }
+
+    // The live feed's SQL lives in `sqlite_events.rs`.
+
+    async fn insert_live_events(
+        &self,
+        events: &[LiveEventRow],
+        reserved_seq: i64,
+    ) -> StoreResult<()> {
+        self.sql_insert_live_events(events, reserved_seq).await
+    }
+
+    async fn live_event_bounds(&self) -> StoreResult<LiveEventBounds> {
+        self.sql_live_event_bounds().await
+    }
+
+    async fn live_events_after(
+        &self,
+        after: i64,
+        through: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LiveEventRow>> {
+        self.sql_live_events_after(after, through, limit).await
+    }
+
+    async fn prune_live_events(
+        &self,
+        keep_last: i64,
+        older_than: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        self.sql_prune_live_events(keep_last, older_than).await
+    }
+
+    async fn pending_jobs(&self, repository: Option<&str>, limit: u32) -> StoreResult<Vec<Job>> {
+        self.sql_pending_jobs(repository, limit).await
+    }
+
+    async fn jobs_active_since(
+        &self,
+        since: DateTime<Utc>,
+        repository: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>> {
+        self.sql_jobs_active_since(since, repository, limit).await
     }
 }
 

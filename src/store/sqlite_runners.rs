@@ -125,7 +125,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn pending_jobs_impl(&self) -> StoreResult<Vec<Job>> {
+    pub(super) async fn schedulable_jobs_impl(&self) -> StoreResult<Vec<Job>> {
         let rows = sqlx::query(
             "SELECT * FROM jobs WHERE status IN ('queued', 'waiting') AND pool IS NOT NULL",
         )

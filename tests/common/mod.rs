@@ -7,6 +7,7 @@ pub mod github_stub;
 mod shapes;
 pub mod sim;
 pub mod test_image;
+pub mod ws;
 
 pub use shapes::*;
 

@@ -1,0 +1,483 @@
+//! `GET /ws`: the live feed. Every state change as `{seq, type, repository?, time, data}`.
+//!
+//! # Protocol
+//!
+//! Connect with optional query parameters: `repository=a/b,c/d` and `type=job,webhook`
+//! (comma-separated filters; an event with no repository, such as a `pool` counter, passes every
+//! repository filter), `since=<seq>` (resume), `token=<api token>` (or `Authorization: Bearer`).
+//!
+//! Server → client, text frames, always `{seq, type, data}` (+ `repository`, `time` on state
+//! changes):
+//! - state changes (`webhook`, `job`, `workflow_run`, `runner`, `pool`): `seq` strictly
+//!   increasing, across daemon restarts.
+//! - `snapshot`: the current state ([`super::snapshot`]); its `seq` is the last state change it
+//!   includes, the stream continues after it. Sent on connect without `since`, after a
+//!   `resync`, and on request. Applying a later change that the snapshot already shows is
+//!   harmless: changes carry the whole new state of their object.
+//! - `resync` `{reason, since, oldest?}`: the missed messages cannot be replayed (`since_too_old`:
+//!   pruned from the log; `since_ahead`: `since` is from another database; `too_far_behind`); a
+//!   `snapshot` follows.
+//! - `lagged` `{missed, resume_from}`: the client read too slowly and fell off the live buffer;
+//!   the missed messages are replayed from the log next, then the live stream continues.
+//! - `subscribed` `{repository, type}` (the filter now in force), `pong`, `error` `{message}`.
+//!
+//! Control messages carry the `seq` of the last state change the client is up to date with.
+//!
+//! Client → server, JSON text frames:
+//! - `{"op": "subscribe", "repository": "a/b,c/d" | [..] | null, "type": "job" | [..] | null,
+//!   "snapshot": true}`: replace the filter (null: all), and get a new snapshot if asked.
+//! - `{"op": "snapshot"}`: a fresh snapshot (at most one per [`SNAPSHOT_MIN_INTERVAL`]).
+//! - `{"op": "ping"}`: answered with `pong` (browsers cannot send ping frames).
+//!
+//! Heartbeat: a ping frame every [`HEARTBEAT`]; a client silent for [`CLIENT_TIMEOUT`] is closed.
+//!
+//! Close codes: 1001 daemon shutting down; 4400 bad request (the reason says what); 4401
+//! missing or wrong token; 4408 heartbeat timeout. Auth and query errors are reported after the
+//! upgrade, as close frames, because a browser cannot read the status of a refused handshake.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::events::BusMessage;
+use filter::{Filter, check_types, list, parse_query, truncate_reason};
+
+/// How often the server pings.
+pub const HEARTBEAT: Duration = Duration::from_secs(20);
+/// A client that sent nothing (not even a pong) for this long is gone.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(50);
+/// A client that cannot take a write for this long is dropped (it is not reading at all).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requested snapshots are served at most this often per connection (they cost queries).
+pub const SNAPSHOT_MIN_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a resume waits for the log writer to catch up with the live stream.
+const LOG_WAIT: Duration = Duration::from_secs(5);
+/// Log rows read per replay query.
+const REPLAY_PAGE: u32 = 1000;
+/// A lagging client further behind than this gets a snapshot instead of a replay.
+const LAG_REPLAY_MAX: i64 = 20_000;
+/// Live messages written before one flush (one syscall for a burst).
+const SEND_BURST: usize = 256;
+/// Largest client message accepted.
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// The state-change types a filter may name.
+pub const EVENT_TYPES: [&str; 5] = ["webhook", "job", "workflow_run", "runner", "pool"];
+
+/// Close code: bad query or request.
+pub const CLOSE_BAD_REQUEST: u16 = 4400;
+/// Close code: API tokens are set and none (or a wrong one) was given.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// Close code: the client stopped answering.
+pub const CLOSE_TIMEOUT: u16 = 4408;
+/// Close code: the daemon is shutting down (standard "going away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+mod filter;
+
+/// `GET /ws`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+/// Why a connection is refused: reported as a close frame after the upgrade.
+fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<(), String> {
+    let tokens = state.api_tokens();
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match header.or(query_token) {
+        Some(token) if super::token_matches(&tokens, token) => Ok(()),
+        Some(_) => Err("unauthorized: the token is not valid".into()),
+        None => Err("unauthorized: give token=<api token> or Authorization: Bearer".into()),
+    }
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let parsed = parse_query(query.as_deref());
+    let token = parsed.as_ref().ok().and_then(|r| r.token.clone());
+    let refusal = match authorize(&state, &headers, token.as_deref()) {
+        Err(reason) => Some((CLOSE_UNAUTHORIZED, reason)),
+        Ok(()) => parsed
+            .as_ref()
+            .err()
+            .map(|reason| (CLOSE_BAD_REQUEST, reason.clone())),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        // Not a WebSocket handshake: plain HTTP answers with the usual envelope.
+        Err(rejection) => {
+            return match refusal {
+                Some((CLOSE_UNAUTHORIZED, reason)) => ApiError::Unauthorized(reason),
+                Some((_, reason)) => ApiError::bad_request(reason),
+                None => ApiError::bad_request(format!(
+                    "GET /ws needs a WebSocket upgrade: {}",
+                    rejection.body_text()
+                )),
+            }
+            .into_response();
+        }
+    };
+    let ws = ws.max_message_size(MAX_CLIENT_MESSAGE);
+    match (refusal, parsed) {
+        (Some((code, reason)), _) => ws.on_upgrade(move |socket| refuse(socket, code, reason)),
+        (None, Ok(request)) => ws.on_upgrade(move |socket| async move {
+            let (sink, stream) = socket.split();
+            let mut client = Client {
+                state,
+                sink,
+                filter: request.filter,
+                position: 0,
+                last_snapshot: None,
+            };
+            let _gauge = ClientGauge::new();
+            if let Err(end) = client.serve(stream, request.since).await {
+                client.end(end).await;
+            }
+        }),
+        (None, Err(_)) => unreachable!("a parse error is a refusal"),
+    }
+}
+
+async fn refuse(mut socket: WebSocket, code: u16, reason: String) {
+    tracing::debug!(code, reason, "WebSocket refused");
+    let frame = CloseFrame {
+        code,
+        reason: truncate_reason(&reason).into(),
+    };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
+
+/// Counts connected clients in `runnerhub_websocket_clients`.
+struct ClientGauge;
+
+impl ClientGauge {
+    fn new() -> Self {
+        metrics::gauge!(crate::metrics::WEBSOCKET_CLIENTS).increment(1.0);
+        ClientGauge
+    }
+}
+
+impl Drop for ClientGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::WEBSOCKET_CLIENTS).decrement(1.0);
+    }
+}
+
+/// Why a connection ends.
+enum End {
+    /// Close with this code and reason.
+    Close(u16, String),
+    /// The peer is gone or not reading: nothing more can be sent.
+    Gone,
+}
+
+type Live = broadcast::Receiver<Arc<BusMessage>>;
+
+/// One connected client.
+struct Client {
+    state: AppState,
+    sink: SplitSink<WebSocket, Message>,
+    filter: Filter,
+    /// The last seq the client is up to date with (sent, or filtered out).
+    position: i64,
+    last_snapshot: Option<Instant>,
+}
+
+impl Client {
+    async fn serve(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        since: Option<i64>,
+    ) -> Result<(), End> {
+        let mut live = match since {
+            Some(since) => self.resume(since).await?,
+            None => self.fresh_start(None).await?,
+        };
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.reset();
+        let mut last_heard = Instant::now();
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    return Err(End::Close(CLOSE_GOING_AWAY, "daemon shutting down".into()));
+                }
+                received = live.recv() => match received {
+                    Ok(message) => self.forward(message, &mut live).await?,
+                    Err(RecvError::Lagged(missed)) => {
+                        live = self.recover_lag(missed).await?;
+                    }
+                    Err(RecvError::Closed) => {
+                        return Err(End::Close(CLOSE_GOING_AWAY, "daemon shutting down".into()));
+                    }
+                },
+                frame = stream.next() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(text))) => self.on_request(&text).await?,
+                        Some(Ok(Message::Binary(_))) => {
+                            self.control("error", json!({"message": "send JSON text frames"})).await?;
+                        }
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                        Some(Ok(_)) => {} // ping (answered by the library) or pong
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > CLIENT_TIMEOUT {
+                        return Err(End::Close(CLOSE_TIMEOUT, "heartbeat timeout: no pong".into()));
+                    }
+                    self.send(Message::Ping(Default::default())).await?;
+                }
+            }
+        }
+    }
+
+    /// Subscribes and sends a snapshot (after a `resync` notice when `resync` is given).
+    async fn fresh_start(&mut self, resync: Option<Value>) -> Result<Live, End> {
+        let (live, at) = self.state.bus.subscribe();
+        self.position = at;
+        if let Some(notice) = resync {
+            self.control("resync", notice).await?;
+        }
+        self.send_snapshot().await?;
+        Ok(live)
+    }
+
+    /// Replays what came after `since` from the log, then hands over to the live stream: the
+    /// receiver is taken first, so everything after `at` is in it and everything up to `at`
+    /// is in the log once the writer has caught up. No gap, no duplicate.
+    async fn resume(&mut self, since: i64) -> Result<Live, End> {
+        let (live, at) = self.state.bus.subscribe();
+        if since > at {
+            return self
+                .fresh_start(Some(
+                    json!({"reason": "since_ahead", "since": since, "latest": at}),
+                ))
+                .await;
+        }
+        if !self.state.bus.wait_logged(at, LOG_WAIT).await {
+            tracing::warn!(
+                since,
+                at,
+                "live log writer is behind; replay may be incomplete"
+            );
+        }
+        let bounds = self
+            .state
+            .store
+            .live_event_bounds()
+            .await
+            .map_err(|e| internal("reading the live log bounds", e))?;
+        if since < bounds.pruned_through {
+            let notice = json!({"reason": "since_too_old", "since": since, "oldest": bounds.pruned_through + 1});
+            return self.fresh_start(Some(notice)).await;
+        }
+        let mut cursor = since;
+        while cursor < at {
+            let rows = self
+                .state
+                .store
+                .live_events_after(cursor, at, REPLAY_PAGE)
+                .await
+                .map_err(|e| internal("replaying the live log", e))?;
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                break;
+            };
+            for row in rows {
+                if self.filter.matches(&row.kind, row.repository.as_deref()) {
+                    self.sink
+                        .feed(Message::Text(row.message.into()))
+                        .await
+                        .map_err(|_| End::Gone)?;
+                }
+            }
+            self.flush().await?;
+            cursor = last;
+        }
+        self.position = at;
+        Ok(live)
+    }
+
+    async fn recover_lag(&mut self, missed: u64) -> Result<Live, End> {
+        let behind = self.state.bus.last_seq() - self.position;
+        tracing::debug!(missed, behind, "WebSocket client lagged");
+        if behind > LAG_REPLAY_MAX {
+            let notice = json!({"reason": "too_far_behind", "since": self.position});
+            return self.fresh_start(Some(notice)).await;
+        }
+        self.control(
+            "lagged",
+            json!({"missed": missed, "resume_from": self.position}),
+        )
+        .await?;
+        self.resume(self.position).await
+    }
+
+    /// Sends `first` and whatever else is already waiting, with one flush.
+    async fn forward(&mut self, first: Arc<BusMessage>, live: &mut Live) -> Result<(), End> {
+        let mut pending = Some(first);
+        let mut fed = 0;
+        while let Some(message) = pending.take() {
+            // A duplicate cannot come from the bus; the check keeps a bug from showing twice.
+            if message.seq > self.position {
+                self.position = message.seq;
+                if self
+                    .filter
+                    .matches(&message.kind, message.repository.as_deref())
+                {
+                    self.feed(Message::Text(message.text.clone())).await?;
+                    fed += 1;
+                }
+            }
+            if fed < SEND_BURST {
+                // A lag found here is handled by the next recv().
+                pending = live.try_recv().ok();
+            }
+        }
+        if fed > 0 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn on_request(&mut self, text: &str) -> Result<(), End> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            Csv(String),
+            List(Vec<String>),
+        }
+        #[derive(Deserialize)]
+        #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+        enum Request {
+            Subscribe {
+                repository: Option<OneOrMany>,
+                #[serde(rename = "type")]
+                types: Option<OneOrMany>,
+                #[serde(default)]
+                snapshot: bool,
+            },
+            Snapshot,
+            Ping,
+        }
+        let to_list = |v: Option<OneOrMany>| match v {
+            None => None,
+            Some(OneOrMany::Csv(s)) => list(&s),
+            Some(OneOrMany::List(l)) => list(&l.join(",")),
+        };
+        match serde_json::from_str::<Request>(text) {
+            Ok(Request::Subscribe {
+                repository,
+                types,
+                snapshot,
+            }) => {
+                let filter = Filter {
+                    repositories: to_list(repository),
+                    types: to_list(types),
+                };
+                if let Err(message) = check_types(&filter.types) {
+                    return self.control("error", json!({"message": message})).await;
+                }
+                self.filter = filter;
+                self.control("subscribed", self.filter.describe()).await?;
+                if snapshot {
+                    self.send_snapshot().await?;
+                }
+                Ok(())
+            }
+            Ok(Request::Snapshot) => {
+                if self
+                    .last_snapshot
+                    .is_some_and(|t| t.elapsed() < SNAPSHOT_MIN_INTERVAL)
+                {
+                    let message = "snapshot requested too often; wait 2 s";
+                    return self.control("error", json!({"message": message})).await;
+                }
+                self.send_snapshot().await
+            }
+            Ok(Request::Ping) => self.control("pong", Value::Null).await,
+            Err(error) => {
+                let message = format!(
+                    "bad request: {error}; send {{\"op\": \"subscribe\"|\"snapshot\"|\"ping\"}}"
+                );
+                self.control("error", json!({"message": message})).await
+            }
+        }
+    }
+
+    async fn send_snapshot(&mut self) -> Result<(), End> {
+        let repositories = self.filter.repositories.clone().unwrap_or_default();
+        let data = super::snapshot::snapshot_for(&self.state, &repositories)
+            .await
+            .map_err(|e| internal("building a snapshot", e))?;
+        self.last_snapshot = Some(Instant::now());
+        self.control("snapshot", data).await
+    }
+
+    async fn control(&mut self, kind: &str, data: Value) -> Result<(), End> {
+        let text = json!({"seq": self.position, "type": kind, "data": data}).to_string();
+        self.send(Message::Text(Utf8Bytes::from(text))).await
+    }
+
+    async fn send(&mut self, message: Message) -> Result<(), End> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    async fn feed(&mut self, message: Message) -> Result<(), End> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.sink.feed(message)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.sink.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        }
+    }
+
+    async fn end(&mut self, end: End) {
+        if let End::Close(code, reason) = end {
+            let frame = CloseFrame {
+                code,
+                reason: truncate_reason(&reason).into(),
+            };
+            let _ = self.send(Message::Close(Some(frame))).await;
+        }
+    }
+}
+
+fn internal(what: &str, error: impl std::fmt::Display) -> End {
+    tracing::error!(%error, "WebSocket: {what} failed");
+    End::Close(1011, format!("internal error {what}; reconnect"))
+}

@@ -1,0 +1,136 @@
+//! WebSocket client helpers for the live feed tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::{TestApp, job_payload};
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How long a test waits for one message before failing.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub async fn connect(app: &TestApp, query: &str) -> Ws {
+    connect_with(app, query, None).await
+}
+
+/// Connects to `/ws?query`, optionally with `Authorization: Bearer <bearer>`.
+pub async fn connect_with(app: &TestApp, query: &str, bearer: Option<&str>) -> Ws {
+    let url = format!("ws://{}/ws?{query}", app.addr);
+    let mut request = url.into_client_request().unwrap();
+    if let Some(token) = bearer {
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// The next text message as JSON; a close frame as `{"close": code, "reason": …}`.
+pub async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let frame = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message within the wait")
+            .expect("stream open")
+            .expect("frame");
+        match frame {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Close(frame) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                return serde_json::json!({"close": code, "reason": reason});
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// The next message of `kind`, skipping others.
+pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let m = next(ws).await;
+        assert!(
+            m.get("close").is_none(),
+            "closed while waiting for {kind}: {m}"
+        );
+        if m["type"] == kind {
+            return m;
+        }
+    }
+}
+
+/// State-change messages until one has `seq >= last`; control messages are returned too.
+pub async fn read_through(ws: &mut Ws, last: i64) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let m = next(ws).await;
+        assert!(m.get("close").is_none(), "closed early: {m}");
+        let done = is_change(&m) && m["seq"].as_i64().unwrap() >= last;
+        seen.push(m);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// State changes carry a `time`; control messages do not.
+pub fn is_change(m: &Value) -> bool {
+    m.get("time").is_some()
+}
+
+pub fn seqs(messages: &[Value]) -> Vec<i64> {
+    messages
+        .iter()
+        .filter(|m| is_change(m))
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect()
+}
+
+pub async fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::Text(value.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// A signed `workflow_job` delivery for job `id` of `repository`.
+pub fn job_in(repository: &str, id: i64, action: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&job_payload(
+        id,
+        action,
+        &["self-hosted", "linux", "x64", "docker"],
+    ))
+    .unwrap();
+    v["repository"]["full_name"] = repository.into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Delivers `job_in(repository, id, action)` and checks it was accepted.
+pub async fn deliver_job(app: &TestApp, repository: &str, id: i64, action: &str) {
+    let body = job_in(repository, id, action);
+    let r = app
+        .deliver(
+            "workflow_job",
+            &format!("d-{id}-{action}-{}", uuid()),
+            &body,
+        )
+        .await;
+    assert!(r.status().is_success(), "delivery refused: {}", r.status());
+}
+
+fn uuid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
