@@ -9,7 +9,7 @@
 //!   "queue_total": 12,     // all pending jobs, even beyond the 500 listed
 //!   "running": [Job…],     // in-progress jobs, newest first (≤ 200)
 //!   "finished": [Job…],    // jobs completed in the last hour, latest first (≤ 25)
-//!   "runners": [Runner…],  // live runners (empty until the scheduler fills it)
+//!   "runners": [Runner…],  // runners not yet removed (the scheduler's live state)
 //!   "pools":   [Pool…],    // configured pools with their counters
 //!   "limits":  {"max_runners": 20},
 //!   "stats":   {"window_seconds": 3600, "jobs_completed": 40, "jobs_per_hour": 40.0,
@@ -22,7 +22,7 @@
 //!          first_seen_at, wait_seconds, duration_seconds, …}
 //! Runner = the `runner` event's data: {id, pool, state, container_id, github_runner_name, job_id?}
 //! Pool   = the `pool` event's data: {name, labels, max_runners, min_idle, idle, busy,
-//!          starting, queued}
+//!          starting, queued, consecutive_failures}
 //! ```
 //!
 //! A `job` event replaces the job with the same `id`; a `runner` event the runner with the same
@@ -135,27 +135,21 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
         .copied()
         .unwrap_or(0);
 
-    let pools: Vec<Value> = config
-        .pools
-        .iter()
-        .map(|p| {
-            let queued = queue
-                .iter()
-                .filter(|j| j.pool.as_deref() == Some(&p.name))
-                .count();
-            json!({
-                "name": p.name, "labels": p.labels, "max_runners": p.max_runners,
-                "min_idle": p.min_idle, "idle": 0, "busy": 0, "starting": 0, "queued": queued,
-            })
-        })
-        .collect();
+    // Runners and pool counters are the scheduler's live state (it owns them).
+    let (runners, pools) = match state.scheduler.snapshot().await {
+        Some(live) => (
+            live.runners.iter().map(|r| crate::scheduler::runner_event(r).data).collect::<Vec<_>>(),
+            live.pools.iter().map(|p| serde_json::to_value(p).unwrap_or_default()).collect::<Vec<_>>(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
     let running = (running >= 0).then_some(running);
     Ok(json!({
         "queue": queue.iter().map(job_json).collect::<Vec<_>>(),
         "queue_total": queue_total,
         "running": running_jobs.iter().map(job_json).collect::<Vec<_>>(),
         "finished": finished.into_iter().map(job_json).collect::<Vec<_>>(),
-        "runners": [],
+        "runners": runners,
         "pools": pools,
         "limits": {"max_runners": config.limits.max_runners},
         "stats": {
