@@ -259,7 +259,10 @@ pub async fn run_with(
         tracing::warn!("background tasks did not stop in time");
     }
     // Last: every producer of live events (scheduler, processor) has stopped.
-    if tokio::time::timeout(TASK_DRAIN_DEADLINE, live_log.shutdown()).await.is_err() {
+    if tokio::time::timeout(TASK_DRAIN_DEADLINE, live_log.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("the live event log did not flush in time");
     }
     tracing::info!("runnerhub stopped");

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`app`]: long-lived handles (`App`), `AppState`, and `run(config, listener, shutdown)`.
 //! - [`config`]: the one `Config`, defaults < TOML file < environment, validated with key names.
+//! - [`demo`]: `runnerhub demo`, the whole flow against the simulator and local Docker.
 //! - [`docker`]: the container runtime trait, runner container specs, the bollard implementation.
 //! - [`domain`]: jobs, workflow runs, label matching, priority. Pure, no IO.
 //! - [`events`]: the bus of state changes: numbered (`seq`), broadcast, logged in `live_events`.
@@ -19,6 +20,7 @@
 
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod docker;
 pub mod domain;
 pub mod events;

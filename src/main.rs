@@ -41,6 +41,9 @@ enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Demo without a GitHub account: daemon + GitHub simulator + runner containers on the
+    /// local Docker engine, with a stream of jobs. Dashboard on http://127.0.0.1:3000/.
+    Demo(runnerhub::demo::DemoArgs),
     /// The GitHub simulator, for tests and demos: `sim serve`, `sim enqueue`, `sim push`.
     Sim(runnerhub::github::sim::cli::SimArgs),
 }
@@ -124,6 +127,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sim(args) => runnerhub::github::sim::cli::run_cli(args).await,
+        Command::Demo(args) => runnerhub::demo::run(args).await,
         Command::Config(ConfigCommand::Check { config }) => {
             let config = load_config(config)?;
             println!("# configuration is valid; effective values (secrets redacted):\n");

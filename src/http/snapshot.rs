@@ -138,8 +138,14 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
     // Runners and pool counters are the scheduler's live state (it owns them).
     let (runners, pools) = match state.scheduler.snapshot().await {
         Some(live) => (
-            live.runners.iter().map(|r| crate::scheduler::runner_event(r).data).collect::<Vec<_>>(),
-            live.pools.iter().map(|p| serde_json::to_value(p).unwrap_or_default()).collect::<Vec<_>>(),
+            live.runners
+                .iter()
+                .map(|r| crate::scheduler::runner_event(r).data)
+                .collect::<Vec<_>>(),
+            live.pools
+                .iter()
+                .map(|p| serde_json::to_value(p).unwrap_or_default())
+                .collect::<Vec<_>>(),
         ),
         None => (Vec::new(), Vec::new()),
     };

@@ -5,8 +5,8 @@
 
 mod live;
 pub mod sqlite;
-mod sqlite_runners;
 mod sqlite_events;
+mod sqlite_runners;
 mod types;
 
 use async_trait::async_trait;
