@@ -48,6 +48,11 @@ pub struct RunOptions {
     pub metrics_listener: Option<TcpListener>,
     /// Called once the database is migrated and the listeners serve (sd_notify READY, reload).
     pub on_ready: Option<Box<dyn FnOnce(AppState) + Send>>,
+    /// Replaces the GitHub client built from the config (benchmarks isolate runnerhub's own
+    /// latency with a zero-latency stand-in).
+    pub github: Option<Arc<dyn GithubApi>>,
+    /// Replaces the Docker engine connection (same purpose).
+    pub docker: Option<Arc<dyn crate::docker::ContainerRuntime>>,
 }
 
 #[derive(Clone)]
@@ -167,7 +172,7 @@ pub async fn run_with(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
-    options: RunOptions,
+    mut options: RunOptions,
 ) -> anyhow::Result<()> {
     let metrics_listener = match (options.metrics_listener, config.server.metrics_listen) {
         (Some(listener), _) => Some(listener),
@@ -196,8 +201,14 @@ pub async fn run_with(
     let scheduler = crate::scheduler::start(
         SchedulerDeps {
             store: store.clone(),
-            github: github_client(&config)?,
-            docker: Arc::new(LazyRuntime::new(&config.docker.host)),
+            github: match options.github.take() {
+                Some(github) => github,
+                None => github_client(&config)?,
+            },
+            docker: options
+                .docker
+                .take()
+                .unwrap_or_else(|| Arc::new(LazyRuntime::new(&config.docker.host))),
             bus: bus.clone(),
         },
         config_updates.subscribe(),

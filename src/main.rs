@@ -109,6 +109,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 on_ready: Some(Box::new(move |state| {
                     let _ = ready_tx.send(state);
                 })),
+                ..Default::default()
             };
             let result =
                 runnerhub::app::run_with(config, listener, shutdown.clone(), options).await;

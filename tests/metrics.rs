@@ -140,6 +140,7 @@ async fn metrics_follow_the_token_rule_and_can_have_their_own_listener() {
             on_ready: Some(Box::new(move |_| {
                 let _ = ready_tx.send(());
             })),
+            ..Default::default()
         },
     ));
     ready_rx.await.unwrap();
