@@ -46,8 +46,27 @@ pub fn webhook_fixture(name: &str) -> Vec<u8> {
 
 /// A config for tests: signed with [`SECRET`], database in `dir`, one pool for the
 /// self-hosted fixtures. GitHub is a closed loopback port: launches fail fast and nothing
-/// leaves the machine (tests that run jobs point `api_url` at the simulator).
+/// leaves the machine (tests that run jobs point `api_url` at the simulator). The scheduler
+/// does try to launch for queued jobs, so `runner` and `pool` live events follow, as many as
+/// the timing makes.
 pub fn test_config(dir: &Path) -> Config {
+    config_with_pools(
+        dir,
+        r#"
+        [[pools]]
+        name = "linux"
+        labels = ["self-hosted", "linux", "x64", "docker"]
+        "#,
+    )
+}
+
+/// [`test_config`] without pools: jobs are recorded but nothing is launched, so the only live
+/// events are the deliveries' own (`webhook`, `job`, `workflow_run`), in exact numbers.
+pub fn test_config_without_pools(dir: &Path) -> Config {
+    config_with_pools(dir, "")
+}
+
+fn config_with_pools(dir: &Path, pools: &str) -> Config {
     let text = format!(
         r#"
         [server]
@@ -57,9 +76,7 @@ pub fn test_config(dir: &Path) -> Config {
         [github]
         api_url = "http://127.0.0.1:9"
         token = "test-token"
-        [[pools]]
-        name = "linux"
-        labels = ["self-hosted", "linux", "x64", "docker"]
+        {pools}
         "#,
         dir.display()
     );

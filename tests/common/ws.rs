@@ -81,6 +81,70 @@ pub async fn read_through(ws: &mut Ws, last: i64) -> Vec<Value> {
     }
 }
 
+/// Messages until a state change satisfies `done` (called on state changes only, in order);
+/// control messages are returned too.
+pub async fn read_until(ws: &mut Ws, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let m = next(ws).await;
+        assert!(m.get("close").is_none(), "closed early: {m}");
+        let stop = is_change(&m) && done(&m);
+        seen.push(m);
+        if stop {
+            return seen;
+        }
+    }
+}
+
+/// The live event types that deliveries make; `runner` and `pool` come from the scheduler.
+pub const DELIVERY_KINDS: &[&str] = &["webhook", "job", "workflow_run"];
+
+/// Whether `m` is a state change of one of `kinds`.
+pub fn is_kind(m: &Value, kinds: &[&str]) -> bool {
+    is_change(m) && kinds.iter().any(|k| m["type"] == *k)
+}
+
+/// The state changes among `messages` of one of `kinds`, in order.
+pub fn of_kinds<'a>(messages: &'a [Value], kinds: &[&str]) -> Vec<&'a Value> {
+    messages.iter().filter(|m| is_kind(m, kinds)).collect()
+}
+
+/// Whether `m` is the `job` event of job `id`.
+pub fn is_job(m: &Value, id: i64) -> bool {
+    is_kind(m, &["job"]) && m["data"]["id"] == id
+}
+
+/// The ids of the `job` events among `messages`, in order.
+pub fn job_ids(messages: &[Value]) -> Vec<i64> {
+    of_kinds(messages, &["job"])
+        .iter()
+        .map(|m| m["data"]["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// The seq of the last state change among `messages`.
+pub fn last_seq(messages: &[Value]) -> i64 {
+    *seqs(messages).last().expect("no state change")
+}
+
+/// The state changes among `messages`, without control messages.
+pub fn changes(messages: &[Value]) -> Vec<Value> {
+    messages.iter().filter(|m| is_change(m)).cloned().collect()
+}
+
+/// What the live log of the database at `url` holds with `after < seq <= through`, as the
+/// messages a client receives (replay sends the stored text byte for byte).
+pub async fn logged(url: &str, after: i64, through: i64) -> Vec<Value> {
+    let store = runnerhub::app::open_store(url).await.unwrap();
+    store
+        .live_events_after(after, through, u32::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| serde_json::from_str(&row.message).unwrap())
+        .collect()
+}
+
 /// State changes carry a `time`; control messages do not.
 pub fn is_change(m: &Value) -> bool {
     m.get("time").is_some()
