@@ -60,7 +60,9 @@ use filter::{Filter, check_types, list, parse_query, truncate_reason};
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
 /// A client that sent nothing (not even a pong) for this long is gone.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(50);
-/// A client that cannot take a write for this long is dropped (it is not reading at all).
+/// A client that cannot take one burst (at most `SEND_BURST` messages) in this long is dropped:
+/// it is not reading, or reads slower than anyone can use. Bursts are kept small so that a
+/// client reading slowly but steadily is never mistaken for one that stopped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requested snapshots are served at most this often per connection (they cost queries).
 pub const SNAPSHOT_MIN_INTERVAL: Duration = Duration::from_secs(2);
@@ -70,8 +72,8 @@ const LOG_WAIT: Duration = Duration::from_secs(5);
 const REPLAY_PAGE: u32 = 1000;
 /// A lagging client further behind than this gets a snapshot instead of a replay.
 const LAG_REPLAY_MAX: i64 = 20_000;
-/// Live messages written before one flush (one syscall for a burst).
-const SEND_BURST: usize = 256;
+/// Messages written before one flush (one syscall for a burst; see `SEND_TIMEOUT`).
+const SEND_BURST: usize = 32;
 /// Largest client message accepted.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// The state-change types a filter may name.
@@ -311,12 +313,14 @@ impl Client {
             let Some(last) = rows.last().map(|r| r.seq) else {
                 break;
             };
+            let mut fed = 0;
             for row in rows {
                 if self.filter.matches(&row.kind, row.repository.as_deref()) {
-                    self.sink
-                        .feed(Message::Text(row.message.into()))
-                        .await
-                        .map_err(|_| End::Gone)?;
+                    self.feed(Message::Text(row.message.into())).await?;
+                    fed += 1;
+                    if fed % SEND_BURST == 0 {
+                        self.flush().await?;
+                    }
                 }
             }
             self.flush().await?;
