@@ -87,7 +87,8 @@ pub struct Scheduler {
     pub(super) reconciling: bool,
     /// Pools a push asked to pre-warm (one runner each, at the next scheduling pass).
     pub(super) pending_prewarm: HashSet<String>,
-    last_reconcile: Option<Instant>,
+    /// When the next full reconciliation is due (`None`: at the next tick).
+    next_reconcile: Option<Instant>,
     last_pools: Vec<PoolStatus>,
     pub(super) events: mpsc::UnboundedSender<Event>,
     pub(super) tasks: TaskTracker,
@@ -119,7 +120,7 @@ pub fn start(
         polling: false,
         reconciling: false,
         pending_prewarm: HashSet::new(),
-        last_reconcile: None,
+        next_reconcile: None,
         last_pools: Vec::new(),
         events: events_tx,
         tasks: tracker.clone(),
@@ -366,10 +367,7 @@ impl Scheduler {
         let now = Utc::now();
         self.enforce_timeouts(now);
         self.poll_starting_runners();
-        let due = self
-            .last_reconcile
-            .is_none_or(|at| at.elapsed() >= RECONCILE_INTERVAL);
-        if due {
+        if self.next_reconcile.is_none_or(|at| Instant::now() >= at) {
             self.reconcile();
         }
     }
@@ -652,8 +650,9 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn mark_reconciled(&mut self) {
-        self.last_reconcile = Some(Instant::now());
+    /// Schedules the next full reconciliation `after` from now.
+    pub(super) fn reconcile_again_in(&mut self, after: Duration) {
+        self.next_reconcile = Some(Instant::now() + after);
     }
 }
 

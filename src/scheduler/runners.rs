@@ -8,6 +8,9 @@ use crate::docker::{ContainerEvent, ManagedContainer};
 use crate::domain::RunnerState;
 use crate::github::{RegisteredRunner, RunnerScope};
 
+/// A reconciliation that could not reach Docker is tried again after this.
+const RECONCILE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Scheduler {
     pub(super) fn on_event(&mut self, event: Event) {
         let now = Utc::now();
@@ -18,7 +21,9 @@ impl Scheduler {
             Event::Containers(Ok(containers)) => self.on_containers(containers, now),
             Event::Containers(Err(error)) => {
                 self.reconciling = false;
-                tracing::warn!(%error, "reconcile: cannot list Docker containers");
+                // Docker is likely down or restarting: look again soon, not in a minute.
+                self.reconcile_again_in(RECONCILE_RETRY);
+                tracing::warn!(%error, "reconcile: cannot list Docker containers; retrying");
             }
             Event::Docker(event) => self.on_docker_event(event, now),
             Event::DockerStreamLost => {
@@ -304,7 +309,7 @@ impl Scheduler {
             return;
         }
         self.reconciling = true;
-        self.mark_reconciled();
+        self.reconcile_again_in(super::actor::RECONCILE_INTERVAL);
         let (docker, events) = (self.deps.docker.clone(), self.events.clone());
         self.tasks.spawn(async move {
             let result = docker.list_managed().await.map_err(|e| e.to_string());
