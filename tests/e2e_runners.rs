@@ -195,7 +195,16 @@ async fn warm_pool_keeps_an_idle_runner_and_idle_timeout_recycles_it() {
         },
     )
     .await;
-    // A job is taken by a warm runner without waiting for a launch.
+    // A job is taken by a warm runner without waiting for a launch: within the simulator's
+    // own assignment latency (the idle runner is long-polling it).
+    e.until(60, "a warm runner idle again", async |e| {
+        e.runners()
+            .await
+            .iter()
+            .any(|r| r["state"] == "idle")
+            .then_some(())
+    })
+    .await;
     let job = e
         .sim
         .enqueue_job(JobSpec::new("acme/api", LINUX).with_duration(Duration::from_millis(200)))
@@ -204,6 +213,16 @@ async fn warm_pool_keeps_an_idle_runner_and_idle_timeout_recycles_it() {
         (e.job_status(job.job_id).await? == "completed").then_some(())
     })
     .await;
+    let at_sim = e.sim.job(job.job_id).unwrap();
+    let taken_after = at_sim.started_at.unwrap() - at_sim.created_at;
+    assert!(
+        taken_after < chrono::Duration::milliseconds(500),
+        "a warm runner took the job after {taken_after}"
+    );
+    eprintln!(
+        "warm pool: job taken {} ms after it was queued",
+        taken_after.num_milliseconds()
+    );
     e.stop().await;
 }
 
