@@ -327,3 +327,65 @@ async fn a_missing_image_fails_the_runner_clearly_and_the_daemon_keeps_working()
     assert_eq!(r.status(), 200);
     e.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_prewarms_a_runner_in_pools_that_ask_for_it() {
+    let pools = pool(
+        "warm",
+        LINUX,
+        "prewarm_on = [\"push\"]\nrepository = \"acme/api\"",
+    ) + &pool("cold", &["self-hosted", "gpu"], "");
+    let e = e2e::start(&pools, "").await;
+    e.sim.send_push("acme/api", "main");
+    let runner = e
+        .until(60, "a pre-warmed runner idle", async |e| {
+            e.runners().await.into_iter().find(|r| r["state"] == "idle")
+        })
+        .await;
+    assert_eq!(runner["pool"], "warm", "only the pool with prewarm_on");
+    assert_eq!(
+        runner["launched_for"],
+        serde_json::Value::Null,
+        "a warm runner, not launched for a job"
+    );
+    assert_eq!(e.runners().await.len(), 1);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_unavailable_fails_launches_clearly_and_the_daemon_keeps_working() {
+    let e = e2e::start(
+        &pool("linux", LINUX, ""),
+        "[docker]\nhost = \"unix:///var/tmp/runnerhub-no-docker.sock\"",
+    )
+    .await;
+    let job = e.sim.enqueue_job(JobSpec::new("acme/api", LINUX)).unwrap();
+    let reason = e
+        .until(60, "a failed runner", async |e| {
+            e.runners()
+                .await
+                .iter()
+                .find_map(|r| r["failure_reason"].as_str().map(str::to_owned))
+        })
+        .await;
+    assert!(
+        reason.contains("runnerhub-no-docker.sock") || reason.to_lowercase().contains("docker"),
+        "{reason}"
+    );
+    assert_eq!(e.job_status(job.job_id).await.as_deref(), Some("queued"));
+    let status = e.pool_status().await;
+    assert!(
+        status["pools"][0]["consecutive_failures"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    let r = e
+        .app
+        .deliver(
+            "ping",
+            "still-alive",
+            &common::webhook_fixture("ping.payload.json"),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "webhooks are still taken");
+    e.stop().await;
+}
