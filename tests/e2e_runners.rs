@@ -108,8 +108,10 @@ async fn under_scarcity_jobs_start_in_priority_order() {
         ("high", high.job_id),
         ("mid", mid.job_id),
     ] {
-        let job = e.job(id).await.unwrap();
-        started.push((job["started_at"].as_str().unwrap().to_owned(), name));
+        // The simulator's own clock: payload timestamps have whole seconds, like GitHub's,
+        // and two jobs a few hundred ms apart would tie.
+        let at_sim = e.sim.job(id).unwrap();
+        started.push((at_sim.started_at.unwrap(), name));
     }
     started.sort();
     let order: Vec<&str> = started.iter().map(|(_, n)| *n).collect();

@@ -23,7 +23,7 @@ use super::launcher::{LaunchFailure, Launched, Teardown};
 use super::plan::{Launch, PoolLimits, plan_launches};
 use super::processor::{Change, Processor};
 use super::queue::{JobQueue, QueuedJob};
-use crate::config::{Config, Registration};
+use crate::config::Config;
 use crate::docker::{ContainerEvent, ContainerRuntime, ManagedContainer};
 use crate::domain::{Job, JobStatus, Runner, RunnerId, RunnerState};
 use crate::events::{EventBus, LiveEvent};
@@ -34,10 +34,6 @@ use crate::store::Store;
 const TICK: Duration = Duration::from_secs(1);
 /// Full reconciliation against Docker and GitHub.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
-/// Teardowns that failed are retried this often.
-const TEARDOWN_RETRY: Duration = Duration::from_secs(10);
-/// Launch backoff after consecutive failures: 2^n seconds, capped.
-const MAX_LAUNCH_BACKOFF: Duration = Duration::from_secs(60);
 
 /// News from the tasks the scheduler started.
 pub(super) enum Event {
@@ -67,9 +63,9 @@ pub struct SchedulerDeps {
 }
 
 #[derive(Default)]
-struct Backoff {
-    failures: u32,
-    until: Option<Instant>,
+pub(super) struct Backoff {
+    pub(super) failures: u32,
+    pub(super) until: Option<Instant>,
 }
 
 pub struct Scheduler {
@@ -78,11 +74,11 @@ pub struct Scheduler {
     processor: Processor,
     pub(super) queue: JobQueue,
     pub(super) runners: HashMap<RunnerId, Runner>,
-    backoff: HashMap<String, Backoff>,
+    pub(super) backoff: HashMap<String, Backoff>,
     /// Runners whose state changed since the last flush (persist + publish).
-    dirty: HashSet<RunnerId>,
+    pub(super) dirty: HashSet<RunnerId>,
     pub(super) teardown_in_flight: HashSet<RunnerId>,
-    last_teardown_attempt: HashMap<RunnerId, Instant>,
+    pub(super) last_teardown_attempt: HashMap<RunnerId, Instant>,
     pub(super) polling: bool,
     pub(super) reconciling: bool,
     /// Pools a push asked to pre-warm (one runner each, at the next scheduling pass).
@@ -431,170 +427,6 @@ impl Scheduler {
         }
     }
 
-    /// Where a warm runner of `pool` registers: the organization, or the pool's repository.
-    pub(super) fn warm_scope(&self, pool: &str) -> Option<RunnerScope> {
-        match self.config.github.registration {
-            Registration::Organization => self
-                .config
-                .github
-                .organization
-                .as_deref()
-                .map(RunnerScope::organization),
-            Registration::Repository => self
-                .config
-                .pool(pool)?
-                .repository
-                .as_deref()
-                .and_then(RunnerScope::repository),
-        }
-    }
-
-    fn job_scope(&self, repository: &str) -> Option<RunnerScope> {
-        match self.config.github.registration {
-            Registration::Organization => self
-                .config
-                .github
-                .organization
-                .as_deref()
-                .map(RunnerScope::organization),
-            Registration::Repository => RunnerScope::repository(repository),
-        }
-    }
-
-    /// Records the runner (durably, before any side effect), then starts its launch task.
-    async fn start_launch(&mut self, launch: Launch) {
-        let (pool_name, launched_for, labels, scope) = match &launch {
-            Launch::ForJob { pool, job_id } => {
-                let Some(job) = self.queue.get(*job_id) else {
-                    return;
-                };
-                (
-                    pool.clone(),
-                    Some(*job_id),
-                    job.labels.clone(),
-                    self.job_scope(&job.repository),
-                )
-            }
-            Launch::Warm { pool } => {
-                let labels = self
-                    .config
-                    .pool(pool)
-                    .map(|p| p.labels.clone())
-                    .unwrap_or_default();
-                (pool.clone(), None, labels, self.warm_scope(pool))
-            }
-        };
-        let (Some(pool), Some(scope)) = (self.config.pool(&pool_name).cloned(), scope) else {
-            return;
-        };
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = Utc::now();
-        let runner = Runner {
-            name: Runner::name_for(&pool.name, &id),
-            id: id.clone(),
-            pool: pool.name.clone(),
-            state: RunnerState::Requested,
-            failure_reason: None,
-            labels: labels.clone(),
-            scope: scope.api_path(),
-            github_runner_id: None,
-            container_id: None,
-            instance: self.config.server.instance_id.clone(),
-            launched_for,
-            job_id: None,
-            draining: false,
-            created_at: now,
-            idle_at: None,
-            busy_at: None,
-            finished_at: None,
-            removed_at: None,
-            updated_at: now,
-        };
-        if let Err(error) = self.deps.store.save_runner(&runner).await {
-            tracing::error!(%error, pool = %pool.name, "cannot record a new runner; not launching");
-            return;
-        }
-        tracing::info!(runner = %runner.name, pool = %pool.name, job.id = ?launched_for, %scope, "launching runner");
-        self.deps.bus.publish(runner_event(&runner));
-        let request = super::launcher::LaunchRequest {
-            runner_id: id.clone(),
-            name: runner.name.clone(),
-            labels,
-            scope,
-            runner_group_id: self.config.github.runner_group_id,
-            pool,
-            instance: self.config.server.instance_id.clone(),
-        };
-        self.runners.insert(id.clone(), runner);
-        let (github, docker, events) = (
-            self.deps.github.clone(),
-            self.deps.docker.clone(),
-            self.events.clone(),
-        );
-        self.tasks.spawn(async move {
-            let result = super::launcher::launch(github, docker, request).await;
-            let _ = events.send(Event::Launched {
-                runner_id: id,
-                result,
-            });
-        });
-    }
-
-    pub(super) fn record_launch_failure(&mut self, pool: &str, reason: &'static str) {
-        metrics::counter!(crate::metrics::RUNNER_LAUNCH_FAILURES_TOTAL, "pool" => pool.to_owned(), "reason" => reason)
-            .increment(1);
-        let backoff = self.backoff.entry(pool.to_owned()).or_default();
-        backoff.failures += 1;
-        let delay = Duration::from_secs(1 << backoff.failures.min(6)).min(MAX_LAUNCH_BACKOFF);
-        backoff.until = Some(Instant::now() + delay);
-    }
-
-    pub(super) fn record_launch_success(&mut self, pool: &str) {
-        self.backoff.remove(pool);
-    }
-
-    /// Starts teardown tasks for runners that owe one (finished, failed, draining).
-    fn start_teardowns(&mut self) {
-        let due: Vec<RunnerId> = self
-            .runners
-            .values()
-            .filter(|r| owes_teardown(r))
-            .filter(|r| !self.teardown_in_flight.contains(&r.id))
-            .filter(|r| {
-                self.last_teardown_attempt
-                    .get(&r.id)
-                    .is_none_or(|at| at.elapsed() >= TEARDOWN_RETRY)
-            })
-            .map(|r| r.id.clone())
-            .collect();
-        for id in due {
-            let runner = &self.runners[&id];
-            let request = super::launcher::TeardownRequest {
-                scope: super::launcher::parse_scope(&runner.scope),
-                github_runner_id: runner.github_runner_id,
-                container_id: runner
-                    .container_id
-                    .clone()
-                    .or_else(|| Some(runner.name.clone())),
-            };
-            self.teardown_in_flight.insert(id.clone());
-            self.last_teardown_attempt
-                .insert(id.clone(), Instant::now());
-            let (github, docker, events) = (
-                self.deps.github.clone(),
-                self.deps.docker.clone(),
-                self.events.clone(),
-            );
-            self.tasks.spawn(async move {
-                let outcome = super::launcher::teardown(github, docker, request).await;
-                let _ = events.send(Event::TornDown {
-                    runner_id: id,
-                    outcome,
-                });
-            });
-        }
-    }
-
     /// Persists and publishes changed runners; drops removed ones from memory; updates gauges.
     async fn flush(&mut self) {
         self.start_teardowns();
@@ -653,16 +485,6 @@ impl Scheduler {
     /// Schedules the next full reconciliation `after` from now.
     pub(super) fn reconcile_again_in(&mut self, after: Duration) {
         self.next_reconcile = Some(Instant::now() + after);
-    }
-}
-
-/// Finished and failed runners are taken down; a draining one once it is up and not busy
-/// (a launch in flight reports first; a busy one finishes its job first).
-fn owes_teardown(r: &Runner) -> bool {
-    match r.state {
-        RunnerState::Finished | RunnerState::Failed => true,
-        RunnerState::Creating | RunnerState::Idle => r.draining,
-        RunnerState::Requested | RunnerState::Busy | RunnerState::Removed => false,
     }
 }
 

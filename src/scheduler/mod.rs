@@ -4,6 +4,7 @@
 mod actor;
 pub mod handle;
 pub mod launcher;
+mod launching;
 pub mod plan;
 pub mod processor;
 pub mod queue;

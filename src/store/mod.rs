@@ -5,6 +5,7 @@
 
 mod live;
 pub mod sqlite;
+mod sqlite_batch;
 mod sqlite_events;
 mod sqlite_runners;
 mod types;

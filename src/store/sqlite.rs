@@ -14,6 +14,9 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+use super::sqlite_batch::{
+    ROWS_PER_UPSERT, insert_payloads, mark_deliveries, upsert_jobs, upsert_runs,
+};
 use super::*;
 use crate::domain::{JobStatus, Runner};
 use crate::webhook::intake::Settled;
@@ -506,124 +509,6 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Job>> {
         self.sql_jobs_active_since(since, repository, limit).await
     }
-}
-
-/// The payloads of the rows of `chunk` that were stored (`outcomes` aligned with `chunk`).
-fn insert_payloads<'a>(
-    chunk: &'a [NewDelivery],
-    outcomes: &[InsertOutcome],
-) -> QueryBuilder<'a, Sqlite> {
-    let rows: Vec<(i64, &[u8])> = chunk
-        .iter()
-        .zip(outcomes)
-        .filter_map(|(d, o)| match o {
-            InsertOutcome::Stored { id } => Some((*id, d.payload.as_bytes())),
-            InsertOutcome::Duplicate => None,
-        })
-        .collect();
-    let mut query = QueryBuilder::new("INSERT INTO webhook_payloads (event_id, payload) ");
-    query.push_values(rows, |mut row, (id, payload)| {
-        row.push_bind(id).push_bind(payload);
-    });
-    query
-}
-
-/// Rows per multi-row upsert (19 columns × 40 stays far below the bound-variable limit).
-const ROWS_PER_UPSERT: usize = 40;
-
-fn upsert_jobs(jobs: &[Job]) -> QueryBuilder<'_, Sqlite> {
-    let mut query = QueryBuilder::new(
-        "INSERT INTO jobs (id, run_id, run_attempt, repository, workflow_name, name, labels, \
-         priority, pool, status, conclusion, runner_id, runner_name, runner_group_name, \
-         created_at, started_at, completed_at, first_seen_at, updated_at) ",
-    );
-    query.push_values(jobs, |mut row, job| {
-        row.push_bind(job.id)
-            .push_bind(job.run_id)
-            .push_bind(job.run_attempt)
-            .push_bind(&job.repository)
-            .push_bind(&job.workflow_name)
-            .push_bind(&job.name)
-            .push_bind(serde_json::to_string(&job.labels).expect("strings serialise"))
-            .push_bind(job.priority)
-            .push_bind(&job.pool)
-            .push_bind(job.status.as_str())
-            .push_bind(&job.conclusion)
-            .push_bind(job.runner_id)
-            .push_bind(&job.runner_name)
-            .push_bind(&job.runner_group_name)
-            .push_bind(job.created_at)
-            .push_bind(job.started_at)
-            .push_bind(job.completed_at)
-            .push_bind(job.first_seen_at)
-            .push_bind(job.updated_at);
-    });
-    query.push(
-        " ON CONFLICT (id) DO UPDATE SET run_attempt = excluded.run_attempt, \
-         workflow_name = excluded.workflow_name, labels = excluded.labels, \
-         priority = excluded.priority, pool = excluded.pool, status = excluded.status, \
-         conclusion = excluded.conclusion, runner_id = excluded.runner_id, \
-         runner_name = excluded.runner_name, runner_group_name = excluded.runner_group_name, \
-         created_at = excluded.created_at, started_at = excluded.started_at, \
-         completed_at = excluded.completed_at, updated_at = excluded.updated_at",
-    );
-    query
-}
-
-fn upsert_runs(runs: &[WorkflowRun]) -> QueryBuilder<'_, Sqlite> {
-    let mut query = QueryBuilder::new(
-        "INSERT INTO workflow_runs (id, repository, workflow_name, head_branch, head_sha, \
-         event, status, conclusion, run_attempt, created_at, updated_at) ",
-    );
-    query.push_values(runs, |mut row, run| {
-        row.push_bind(run.id)
-            .push_bind(&run.repository)
-            .push_bind(&run.workflow_name)
-            .push_bind(&run.head_branch)
-            .push_bind(&run.head_sha)
-            .push_bind(&run.event)
-            .push_bind(&run.status)
-            .push_bind(&run.conclusion)
-            .push_bind(run.run_attempt)
-            .push_bind(run.created_at)
-            .push_bind(run.updated_at);
-    });
-    query.push(
-        " ON CONFLICT (id) DO UPDATE SET workflow_name = excluded.workflow_name, \
-         head_branch = excluded.head_branch, head_sha = excluded.head_sha, \
-         event = excluded.event, status = excluded.status, conclusion = excluded.conclusion, \
-         run_attempt = excluded.run_attempt, created_at = excluded.created_at, \
-         updated_at = excluded.updated_at",
-    );
-    query
-}
-
-/// One `UPDATE … FROM (VALUES …)` for a chunk of delivery outcomes.
-fn mark_deliveries(deliveries: &[ProcessedDelivery]) -> QueryBuilder<'_, Sqlite> {
-    let mut query = QueryBuilder::new(
-        "WITH v (id, processed, processed_at, outcome, outcome_detail, attempts, next_attempt_at) AS (",
-    );
-    query.push_values(deliveries, |mut row, d| {
-        let (processed, retry_at) = match &d.outcome {
-            DeliveryOutcome::Failed {
-                retry_at: Some(at), ..
-            } => (false, Some(*at)),
-            _ => (true, None),
-        };
-        row.push_bind(d.id)
-            .push_bind(processed)
-            .push_bind(processed.then_some(d.at))
-            .push_bind(d.outcome.label())
-            .push_bind(d.outcome.detail())
-            .push_bind(d.attempts)
-            .push_bind(retry_at);
-    });
-    query.push(
-        ") UPDATE webhook_events SET processed = v.processed, processed_at = v.processed_at, \
-         outcome = v.outcome, outcome_detail = v.outcome_detail, attempts = v.attempts, \
-         next_attempt_at = v.next_attempt_at FROM v WHERE webhook_events.id = v.id",
-    );
-    query
 }
 
 impl SqliteStore {
