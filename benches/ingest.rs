@@ -55,6 +55,22 @@ fn payload_template() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Distinct signed bodies prepared before the run: the load generator shares the 2 cores with
+/// the daemon, so it must not spend them serialising and signing 7 KB per request.
+const PREPARED_BODIES: u64 = 4096;
+
+/// Signed bodies (signature, body), built once; each request adds a fresh delivery GUID.
+fn prepare(template: &serde_json::Value) -> Arc<Vec<(String, Bytes)>> {
+    Arc::new(
+        (0..PREPARED_BODIES)
+            .map(|n| {
+                let (_, signature, body) = delivery(template, n);
+                (signature, body)
+            })
+            .collect(),
+    )
+}
+
 /// A signed delivery: (guid, signature, body).
 fn delivery(template: &serde_json::Value, n: u64) -> (String, String, Bytes) {
     let mut v = template.clone();
@@ -155,8 +171,9 @@ fn main() {
     }
     client_rt.block_on(async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        saturate(addr, &template, &args).await;
-        steady(addr, &template, &args).await;
+        let bodies = prepare(&template);
+        saturate(addr, &bodies, &args).await;
+        steady(addr, &bodies, &args).await;
     });
     shutdown.cancel();
     server_rt.block_on(server).unwrap().unwrap();
@@ -206,22 +223,21 @@ async fn store_only(dir: &std::path::Path, template: &serde_json::Value) {
     }
 }
 
-async fn saturate(addr: std::net::SocketAddr, template: &Arc<serde_json::Value>, args: &Args) {
+async fn saturate(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, args: &Args) {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.connections {
-        let template = template.clone();
+        let bodies = bodies.clone();
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(addr).await;
             let mut latencies = Vec::new();
             let mut n = c as u64 * 10_000_000;
-            // Sign a few ahead so signing is not on the measured path.
-            let mut next = delivery(&template, n);
             while Instant::now() < deadline {
-                latencies.push(post(&mut sender, &next).await);
+                let (signature, body) = &bodies[(n % PREPARED_BODIES) as usize];
+                let d = (format!("sat-{n}-{c}"), signature.clone(), body.clone());
+                latencies.push(post(&mut sender, &d).await);
                 n += 1;
-                next = delivery(&template, n);
             }
             latencies
         }));
@@ -237,7 +253,7 @@ async fn saturate(addr: std::net::SocketAddr, template: &Arc<serde_json::Value>,
     );
 }
 
-async fn steady(addr: std::net::SocketAddr, template: &Arc<serde_json::Value>, args: &Args) {
+async fn steady(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, args: &Args) {
     const CONNECTIONS: usize = 16;
     let per_connection = args.rate as f64 / CONNECTIONS as f64;
     let interval = Duration::from_secs_f64(1.0 / per_connection);
@@ -245,14 +261,15 @@ async fn steady(addr: std::net::SocketAddr, template: &Arc<serde_json::Value>, a
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CONNECTIONS {
-        let template = template.clone();
+        let bodies = bodies.clone();
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(addr).await;
             let mut latencies = Vec::new();
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             for i in 0..total {
-                let d = delivery(&template, 900_000_000 + c as u64 * 1_000_000 + i);
+                let (signature, body) = &bodies[((c as u64 * 7919 + i) % PREPARED_BODIES) as usize];
+                let d = (format!("steady-{c}-{i}"), signature.clone(), body.clone());
                 ticker.tick().await;
                 latencies.push(post(&mut sender, &d).await);
             }
