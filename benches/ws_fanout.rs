@@ -88,7 +88,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[database]\nurl = \"sqlite://{}/bench.db\"\n[[pools]]\nname = \"linux\"\nlabels = [\"self-hosted\", \"linux\", \"x64\", \"docker\"]\n",
+            "[database]\nurl = \"sqlite://{}/bench.db\"\n[github]\napi_url = \"http://127.0.0.1:9\"\ntoken = \"bench\"\n[[pools]]\nname = \"linux\"\nlabels = [\"self-hosted\", \"linux\", \"x64\", \"docker\"]\n",
             dir.path().display()
         ),
     )

@@ -9,7 +9,10 @@ use super::actor::{Event, Scheduler, runner_event};
 use super::plan::Launch;
 use crate::config::Registration;
 use crate::domain::{Runner, RunnerId, RunnerState};
-use crate::github::RunnerScope;
+use std::sync::Arc;
+
+use crate::docker::ContainerRuntime;
+use crate::github::{GithubApi, RunnerScope};
 
 /// Teardowns that failed are retried this often.
 const TEARDOWN_RETRY: Duration = Duration::from_secs(10);
@@ -17,6 +20,23 @@ const TEARDOWN_RETRY: Duration = Duration::from_secs(10);
 const MAX_LAUNCH_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Scheduler {
+    /// Runs a slow GitHub/Docker call in its own task; its result comes back as an event, so
+    /// the scheduler never waits on the outside world.
+    fn spawn_side_effect<Work, Done>(&self, work: Work)
+    where
+        Work: FnOnce(Arc<dyn GithubApi>, Arc<dyn ContainerRuntime>) -> Done + Send + 'static,
+        Done: std::future::Future<Output = Event> + Send + 'static,
+    {
+        let (github, docker, events) = (
+            self.deps.github.clone(),
+            self.deps.docker.clone(),
+            self.events.clone(),
+        );
+        self.tasks.spawn(async move {
+            let _ = events.send(work(github, docker).await);
+        });
+    }
+
     /// Where a warm runner of `pool` registers: the organization, or the pool's repository.
     pub(super) fn warm_scope(&self, pool: &str) -> Option<RunnerScope> {
         match self.config.github.registration {
@@ -112,17 +132,11 @@ impl Scheduler {
             instance: self.config.server.instance_id.clone(),
         };
         self.runners.insert(id.clone(), runner);
-        let (github, docker, events) = (
-            self.deps.github.clone(),
-            self.deps.docker.clone(),
-            self.events.clone(),
-        );
-        self.tasks.spawn(async move {
-            let result = super::launcher::launch(github, docker, request).await;
-            let _ = events.send(Event::Launched {
+        self.spawn_side_effect(move |github, docker| async move {
+            Event::Launched {
                 runner_id: id,
-                result,
-            });
+                result: super::launcher::launch(github, docker, request).await,
+            }
         });
     }
 
@@ -166,17 +180,11 @@ impl Scheduler {
             self.teardown_in_flight.insert(id.clone());
             self.last_teardown_attempt
                 .insert(id.clone(), Instant::now());
-            let (github, docker, events) = (
-                self.deps.github.clone(),
-                self.deps.docker.clone(),
-                self.events.clone(),
-            );
-            self.tasks.spawn(async move {
-                let outcome = super::launcher::teardown(github, docker, request).await;
-                let _ = events.send(Event::TornDown {
+            self.spawn_side_effect(move |github, docker| async move {
+                Event::TornDown {
                     runner_id: id,
-                    outcome,
-                });
+                    outcome: super::launcher::teardown(github, docker, request).await,
+                }
             });
         }
     }

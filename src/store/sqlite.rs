@@ -328,12 +328,7 @@ impl Store for SqliteStore {
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
             "SELECT {EVENT_COLUMNS}, COUNT(*) OVER () AS total FROM webhook_events WHERE 1 = 1"
         ));
-        if let Some(repo) = &filter.repository {
-            query.push(" AND repository = ").push_bind(repo);
-        }
-        if let Some(event) = &filter.event {
-            query.push(" AND event = ").push_bind(event);
-        }
+        push_event_filter(&mut query, filter);
         query
             .push(" ORDER BY id DESC LIMIT ")
             .push_bind(limit)
@@ -511,6 +506,16 @@ impl Store for SqliteStore {
     }
 }
 
+/// `AND repository = ? AND event = ?` for the filters that are set.
+fn push_event_filter<'a>(query: &mut QueryBuilder<'a, Sqlite>, filter: &'a EventFilter) {
+    if let Some(repo) = &filter.repository {
+        query.push(" AND repository = ").push_bind(repo);
+    }
+    if let Some(event) = &filter.event {
+        query.push(" AND event = ").push_bind(event);
+    }
+}
+
 impl SqliteStore {
     pub(super) fn writer(&self) -> &SqlitePool {
         &self.write
@@ -523,12 +528,7 @@ impl SqliteStore {
     async fn count_events(&self, filter: &EventFilter) -> StoreResult<i64> {
         let mut query: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT COUNT(*) FROM webhook_events WHERE 1 = 1");
-        if let Some(repo) = &filter.repository {
-            query.push(" AND repository = ").push_bind(repo);
-        }
-        if let Some(event) = &filter.event {
-            query.push(" AND event = ").push_bind(event);
-        }
+        push_event_filter(&mut query, filter);
         Ok(query.build_query_scalar().fetch_one(&self.read).await?)
     }
 }
