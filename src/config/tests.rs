@@ -91,6 +91,14 @@ fn bad_values_name_the_key() {
             "github.registration",
         ),
         ("[database]\nurl = \"mysql://x\"", "database.url"),
+        (
+            "[[pools]]\nname = \"a\"\nlabels = [\"x\"]\nmin_idle = 1",
+            "pools[0].repository",
+        ),
+        (
+            "[[pools]]\nname = \"a\"\nlabels = [\"x\"]\nprewarm_on = [\"push\"]",
+            "pools[0].repository",
+        ),
     ];
     for (text, key) in cases {
         let err = load(text, SIGNED).unwrap_err().to_string();

@@ -245,6 +245,17 @@ fn validate_pools(config: &Config) -> Result<(), ConfigError> {
                 ));
             }
         }
+        let warms = pool.min_idle > 0 || !pool.prewarm_on.is_empty();
+        if warms
+            && config.github.registration == Registration::Repository
+            && pool.repository.is_none()
+        {
+            return Err(ConfigError::invalid(
+                key("repository"),
+                "warm runners (min_idle, prewarm_on) need a repository to register with when \
+                 github.registration = \"repository\"",
+            ));
+        }
         if let Some(repo) = &pool.repository
             && repo.split('/').filter(|p| !p.is_empty()).count() != 2
         {
