@@ -173,6 +173,12 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let bodies = prepare(&template);
         saturate(addr, &bodies, &args).await;
+        // The steady phase measures a steady state, not the drain of phase 1's backlog.
+        let drained = wait_until_processed(addr).await;
+        println!(
+            "backlog of phase 1 processed {:.1} s after it ended",
+            drained.as_secs_f64()
+        );
         steady(addr, &bodies, &args).await;
     });
     shutdown.cancel();
@@ -220,6 +226,32 @@ async fn store_only(dir: &std::path::Path, template: &serde_json::Value) {
             n as f64 / el.as_secs_f64(),
             el.as_secs_f64() * 1000.0 / batches as f64
         );
+    }
+}
+
+/// Waits until `/api/webhooks/health` reports nothing pending; returns how long that took.
+async fn wait_until_processed(addr: std::net::SocketAddr) -> Duration {
+    let start = Instant::now();
+    let mut sender = connect(addr).await;
+    loop {
+        let request = hyper::Request::get("/api/webhooks/health")
+            .header("Host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sender.ready().await.unwrap();
+        let body = sender
+            .send_request(request)
+            .await
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap();
+        let health: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+        if health["data"]["pending"] == 0 {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

