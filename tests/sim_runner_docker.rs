@@ -34,25 +34,11 @@ fn docker(args: &[&str]) -> std::process::Output {
         })
 }
 
-fn build_image() {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/runner-images/build-test-image.sh"
-    );
-    let out = Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("running build-test-image.sh");
-    assert!(
-        out.status.success(),
-        "build-test-image.sh failed (Docker must be available for this test):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_runner_container_takes_a_job_and_exits_zero() {
-    tokio::task::spawn_blocking(build_image).await.unwrap();
+    tokio::task::spawn_blocking(common::e2e::ensure_runner_image)
+        .await
+        .unwrap();
     let receiver = Receiver::start().await;
     let sim = Simulator::start(SimConfig {
         webhook_url: Some(receiver.url.clone()),
@@ -168,7 +154,9 @@ async fn test_runner_container_takes_a_job_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_runner_container_fails_clearly_without_config() {
-    tokio::task::spawn_blocking(build_image).await.unwrap();
+    tokio::task::spawn_blocking(common::e2e::ensure_runner_image)
+        .await
+        .unwrap();
     let out = docker(&["run", "--rm", IMAGE]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
