@@ -57,6 +57,14 @@ async fn one_job_from_queued_to_removed_container() {
     e.stop().await;
 }
 
+/// A half-second job with the linux labels plus `extra`.
+fn short_job(e: &E2e, extra: &str) -> runnerhub::github::sim::EnqueuedJob {
+    let spec = JobSpec::new("acme/api", &["self-hosted", "linux", "x64", extra]);
+    e.sim
+        .enqueue_job(spec.with_duration(Duration::from_millis(500)))
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_scarcity_jobs_start_in_priority_order() {
     // One slot. Label sets are not subsets of each other, so a runner registered with one job's
@@ -71,27 +79,9 @@ async fn under_scarcity_jobs_start_in_priority_order() {
         (e.job_status(blocker.job_id).await? == "in_progress").then_some(())
     })
     .await;
-    let low = e
-        .sim
-        .enqueue_job(
-            JobSpec::new("acme/api", &["self-hosted", "linux", "x64", "large"])
-                .with_duration(Duration::from_millis(500)),
-        )
-        .unwrap();
-    let high = e
-        .sim
-        .enqueue_job(
-            JobSpec::new("acme/api", &["self-hosted", "linux", "x64", "deploy"])
-                .with_duration(Duration::from_millis(500)),
-        )
-        .unwrap();
-    let mid = e
-        .sim
-        .enqueue_job(
-            JobSpec::new("acme/api", &["self-hosted", "linux", "x64", "critical"])
-                .with_duration(Duration::from_millis(500)),
-        )
-        .unwrap();
+    let low = short_job(&e, "large");
+    let high = short_job(&e, "deploy");
+    let mid = short_job(&e, "critical");
     let ids = [low.job_id, high.job_id, mid.job_id];
     e.until(120, "all three completed", async |e| {
         for id in ids {

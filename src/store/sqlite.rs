@@ -278,31 +278,12 @@ impl Store for SqliteStore {
     }
 
     async fn jobs_by_id(&self, ids: &[JobId]) -> StoreResult<Vec<Job>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM jobs WHERE id IN (");
-        let mut list = query.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        query.push(")");
-        let rows = query.build().fetch_all(&self.read).await?;
+        let rows = self.rows_by_id("jobs", ids).await?;
         rows.iter().map(job_from_row).collect()
     }
 
     async fn runs_by_id(&self, ids: &[i64]) -> StoreResult<Vec<WorkflowRun>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut query: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT * FROM workflow_runs WHERE id IN (");
-        let mut list = query.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        query.push(")");
-        let rows = query.build().fetch_all(&self.read).await?;
+        let rows = self.rows_by_id("workflow_runs", ids).await?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -517,6 +498,25 @@ fn push_event_filter<'a>(query: &mut QueryBuilder<'a, Sqlite>, filter: &'a Event
 }
 
 impl SqliteStore {
+    /// `SELECT * FROM {table} WHERE id IN (…)`; `table` is one of ours, never user input.
+    async fn rows_by_id(
+        &self,
+        table: &'static str,
+        ids: &[i64],
+    ) -> StoreResult<Vec<sqlx::sqlite::SqliteRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT * FROM {table} WHERE id IN ("));
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        Ok(query.build().fetch_all(&self.read).await?)
+    }
+
     pub(super) fn writer(&self) -> &SqlitePool {
         &self.write
     }
