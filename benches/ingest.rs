@@ -1,6 +1,9 @@
 //! Webhook ingest load: signed ~7 KB `workflow_job` deliveries over loopback, durable acks.
 //!
-//! `cargo bench --bench ingest` (options: `-- --seconds N --connections N --rate N`).
+//! `cargo bench --bench ingest` (options: `-- --seconds N --connections N --rate N
+//! --random-guids`). Delivery GUIDs are time-based UUIDs like GitHub's, so they arrive nearly
+//! in index order; `--random-guids` uses random (v4) ones instead, the worst case for the
+//! unique index (every insert lands on a different page).
 //! Phase 1 saturates with N closed-loop connections (acks/s, p50/p99). Phase 2 sends a steady
 //! open-loop rate and reports latency at that rate. The daemon runs in its own runtime with
 //! SQLite in WAL + synchronous=FULL: every acknowledged delivery is on disk.
@@ -22,6 +25,7 @@ struct Args {
     seconds: u64,
     connections: usize,
     rate: u64,
+    random_guids: bool,
 }
 
 fn args() -> Args {
@@ -29,6 +33,7 @@ fn args() -> Args {
         seconds: 10,
         connections: 64,
         rate: 1000,
+        random_guids: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -38,6 +43,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = value().expect("--seconds N"),
             "--connections" => a.connections = value().expect("--connections N") as usize,
             "--rate" => a.rate = value().expect("--rate N"),
+            "--random-guids" => a.random_guids = true,
             _ => {} // cargo bench passes --bench
         }
         i += 1;
@@ -77,7 +83,7 @@ fn delivery(template: &serde_json::Value, n: u64) -> (String, String, Bytes) {
     v["workflow_job"]["id"] = (1_000_000 + n).into();
     let body = serde_json::to_vec(&v).unwrap();
     (
-        format!("bench-{n}-{}", uuid::Uuid::new_v4()),
+        runnerhub::webhook::new_delivery_guid(),
         sign(SECRET, &body),
         Bytes::from(body),
     )
@@ -110,6 +116,14 @@ async fn post(
     response.into_body().collect().await.unwrap();
     assert_eq!(status, 202, "delivery not accepted");
     start.elapsed()
+}
+
+fn guid(random: bool) -> String {
+    if random {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        runnerhub::webhook::new_delivery_guid()
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -261,13 +275,14 @@ async fn saturate(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>
     let mut tasks = Vec::new();
     for c in 0..args.connections {
         let bodies = bodies.clone();
+        let random_guids = args.random_guids;
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(addr).await;
             let mut latencies = Vec::new();
-            let mut n = c as u64 * 10_000_000;
+            let mut n = c as u64 * 7919;
             while Instant::now() < deadline {
                 let (signature, body) = &bodies[(n % PREPARED_BODIES) as usize];
-                let d = (format!("sat-{n}-{c}"), signature.clone(), body.clone());
+                let d = (guid(random_guids), signature.clone(), body.clone());
                 latencies.push(post(&mut sender, &d).await);
                 n += 1;
             }
@@ -294,6 +309,7 @@ async fn steady(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, 
     let mut tasks = Vec::new();
     for c in 0..CONNECTIONS {
         let bodies = bodies.clone();
+        let random_guids = args.random_guids;
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(addr).await;
             let mut latencies = Vec::new();
@@ -301,7 +317,7 @@ async fn steady(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, 
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             for i in 0..total {
                 let (signature, body) = &bodies[((c as u64 * 7919 + i) % PREPARED_BODIES) as usize];
-                let d = (format!("steady-{c}-{i}"), signature.clone(), body.clone());
+                let d = (guid(random_guids), signature.clone(), body.clone());
                 ticker.tick().await;
                 latencies.push(post(&mut sender, &d).await);
             }

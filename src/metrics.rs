@@ -37,7 +37,7 @@ pub const GITHUB_JOB_DURATION_SECONDS: &str = "github_job_duration_seconds";
 pub const WEBHOOK_SIGNATURE_FAILURES_TOTAL: &str = "webhook_signature_failures_total";
 /// Counter `{code}`: deliveries refused, by error code (BAD_HEADER, INVALID_SIGNATURE, …).
 pub const WEBHOOK_REJECTIONS_TOTAL: &str = "webhook_rejections_total";
-/// Histogram: latency of one group commit of the durable log.
+/// Histogram: seconds from taking a batch for the durable log to its commit being on disk.
 pub const WEBHOOK_INGEST_COMMIT_SECONDS: &str = "webhook_ingest_commit_seconds";
 /// Histogram: deliveries per group commit.
 pub const WEBHOOK_INGEST_BATCH_SIZE: &str = "webhook_ingest_batch_size";

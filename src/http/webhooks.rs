@@ -209,7 +209,7 @@ async fn health(State(state): State<AppState>) -> ApiResult {
 
 /// Sends a synthetic `ping` through the whole pipeline (log, processor, event stream).
 async fn test_delivery(State(state): State<AppState>) -> ApiResult {
-    let guid = format!("test-{}", uuid::Uuid::new_v4());
+    let guid = format!("test-{}", crate::webhook::new_delivery_guid());
     let payload = json!({"zen": "runnerhub test delivery", "hook_id": 0});
     let delivery = NewDelivery {
         delivery_id: guid.clone(),

@@ -9,6 +9,7 @@ mod sqlite_batch;
 mod sqlite_events;
 mod sqlite_runners;
 mod types;
+mod wal_sync;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,9 +28,20 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Durability(#[from] wal_sync::SyncFailed),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Resolves once a commit is on disk.
+pub type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<()>> + Send>>;
+
+/// The result of a committed transaction that may not be on disk yet.
+pub struct Committed<T> {
+    pub value: T,
+    pub durable: Durable,
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -45,9 +57,22 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Durably appends deliveries in one transaction (a group commit). Returns one outcome per
-    /// input, in order: a genuine delivery whose GUID is already stored is a `Duplicate`.
-    async fn insert_deliveries(&self, batch: &[NewDelivery]) -> StoreResult<Vec<InsertOutcome>>;
+    /// Appends deliveries in one transaction (a group commit) and returns as soon as it has
+    /// committed, with one outcome per input, in order: a genuine delivery whose GUID is
+    /// already stored is a `Duplicate`. The commit is on disk once [`Committed::durable`]
+    /// resolves; acknowledge only then. Returning earlier lets the caller start the next
+    /// transaction while the disk syncs this one.
+    async fn append_deliveries(
+        &self,
+        batch: &[NewDelivery],
+    ) -> StoreResult<Committed<Vec<InsertOutcome>>>;
+
+    /// [`Store::append_deliveries`], returning once the batch is durable.
+    async fn insert_deliveries(&self, batch: &[NewDelivery]) -> StoreResult<Vec<InsertOutcome>> {
+        let committed = self.append_deliveries(batch).await?;
+        committed.durable.await?;
+        Ok(committed.value)
+    }
 
     /// Deliveries not yet processed and due (retry backoff elapsed), oldest first.
     async fn due_deliveries(

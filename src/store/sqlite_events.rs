@@ -47,6 +47,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -113,6 +114,7 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(deleted)
     }
 

@@ -68,7 +68,7 @@ impl SqliteStore {
         .bind(r.updated_at)
         .execute(self.writer())
         .await?;
-        Ok(())
+        self.durable().await
     }
 
     pub(super) async fn live_runners_impl(&self) -> StoreResult<Vec<Runner>> {

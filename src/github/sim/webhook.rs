@@ -35,7 +35,7 @@ pub struct Outgoing {
 impl Outgoing {
     pub fn new(d: PendingDelivery) -> Self {
         Self {
-            guid: uuid::Uuid::new_v4().to_string(),
+            guid: crate::webhook::new_delivery_guid(),
             event: d.event.into(),
             action: d.action,
             repository: d.repository,
