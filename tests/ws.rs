@@ -12,8 +12,7 @@ async fn snapshot_first_then_every_change_in_seq_order() {
     deliver_job(&app, "acme/api", 1, "queued").await;
     app.settle().await;
 
-    let mut ws = connect(&app, "").await;
-    let snapshot = next(&mut ws).await;
+    let (mut ws, snapshot) = connect_when(&app, "", |s| s["data"]["queue_total"] == 1).await;
     assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
     let data = &snapshot["data"];
     assert_eq!(data["queue"][0]["id"], 1, "{data}");

@@ -8,6 +8,7 @@ pub mod sqlite;
 mod sqlite_batch;
 mod sqlite_events;
 mod sqlite_runners;
+mod sqlite_script;
 mod types;
 mod wal_sync;
 

@@ -15,19 +15,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::sqlite_batch::{
-    ROWS_PER_UPSERT, insert_payloads, mark_deliveries, upsert_jobs, upsert_runs,
+    ROWS_PER_UPSERT, insert_events, insert_payloads, mark_deliveries, upsert_jobs, upsert_runs,
 };
+use super::sqlite_script::{Script, WriteConnection};
 use super::wal_sync::WalSync;
 use super::*;
 use crate::domain::{JobStatus, Runner};
-use crate::webhook::intake::Settled;
 use crate::webhook::payload_codec::Payload;
 
 /// WAL size (4 KiB pages) at which a commit checkpoints by itself; see `connect`.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
+/// Prepared scripts kept on the write connection (ingest has one per batch size, up to
+/// `MAX_BATCH`, and two scripts per batch).
+const WRITE_STATEMENT_CACHE: usize = 1024;
 
 /// Rows per multi-row INSERT statement (well under SQLite's bound-variable limit).
 const INSERT_ROWS_PER_STATEMENT: usize = 200;
@@ -36,7 +40,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    pub(super) write: SqlitePool,
+    write: Arc<tokio::sync::Mutex<WriteConnection>>,
     pub(super) read: SqlitePool,
     wal: Arc<WalSync>,
 }
@@ -57,20 +61,19 @@ impl SqliteStore {
         // the raised threshold only bounds the WAL if maintenance falls behind.
         // The write connection lives as long as the store: closing the last connection
         // deletes the WAL, and there is no reason to churn it.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(
-                options
-                    .clone()
-                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string()),
-            )
+        // The write connection lives as long as the store (closing the last connection would
+        // delete the WAL).
+        let write = options
+            .clone()
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+            // Ingest scripts come in one shape per batch size; keep them all prepared.
+            .statement_cache_capacity(WRITE_STATEMENT_CACHE)
+            .connect()
             .await?;
+        let write = Arc::new(tokio::sync::Mutex::new(WriteConnection::new(write)));
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(false))
             .await?;
         Ok(SqliteStore { write, read, wal })
@@ -175,7 +178,9 @@ pub(super) fn page_bounds(limit: u32, offset: u32) -> (u32, u32) {
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.write).await?;
+        // Through the pool: sqlx's migrator cannot run on a borrowed connection inside this
+        // async trait (a lifetime limitation), and at start nothing else writes yet.
+        MIGRATOR.run(&self.read).await?;
         self.durable().await
     }
 
@@ -196,70 +201,46 @@ impl Store for SqliteStore {
         &self,
         batch: &[NewDelivery],
     ) -> StoreResult<Committed<Vec<InsertOutcome>>> {
-        let mut tx = self.write.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut conn = self.writer().await;
+        // Two round trips: the rows, then the payloads under the ids the rows were given.
+        let mut rows = Script::begin(true);
         for chunk in batch.chunks(INSERT_ROWS_PER_STATEMENT) {
-            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO webhook_events (delivery_id, event, action, repository, \
-                 signature_valid, received_at, processed, processed_at, outcome, outcome_detail) ",
-            );
-            query.push_values(chunk, |mut row, d| {
-                let (outcome, detail) = match &d.settled {
-                    None => (None, None),
-                    Some(Settled::Ignored(r)) => (Some("ignored"), Some(r.as_str())),
-                    Some(Settled::Rejected(r)) => (Some("rejected"), Some(r.as_str())),
-                };
-                let settled = d.settled.is_some();
-                row.push_bind(&d.delivery_id)
-                    .push_bind(&d.event)
-                    .push_bind(&d.action)
-                    .push_bind(&d.repository)
-                    .push_bind(d.signature_valid)
-                    .push_bind(d.received_at)
-                    .push_bind(settled)
-                    .push_bind(settled.then_some(d.received_at))
-                    .push_bind(outcome)
-                    .push_bind(detail);
-            });
-            query.push(
-                " ON CONFLICT (delivery_id) WHERE signature_valid = 1 DO NOTHING \
-                 RETURNING id, delivery_id, signature_valid",
-            );
-            let mut returned = Vec::with_capacity(chunk.len());
-            for row in query.build().fetch_all(&mut *tx).await? {
-                returned.push((
-                    row.try_get::<i64, _>(0)?,
-                    row.try_get::<String, _>(1)?,
-                    row.try_get::<bool, _>(2)?,
-                ));
-            }
-            // RETURNING yields inserted rows in input order; a GUID repeated inside the batch
-            // is inserted once (its first occurrence) and the later ones are duplicates.
-            let mut returned = returned.into_iter().peekable();
-            let chunk_outcomes: Vec<InsertOutcome> = chunk
-                .iter()
-                .map(|d| match returned.peek() {
-                    Some((_, guid, valid))
-                        if *guid == d.delivery_id && *valid == d.signature_valid =>
-                    {
-                        let (id, ..) = returned.next().expect("peeked");
-                        InsertOutcome::Stored { id }
-                    }
-                    _ => InsertOutcome::Duplicate,
-                })
-                .collect();
+            rows.add(|q| insert_events(q, chunk));
+        }
+        let mut returned = Vec::with_capacity(batch.len());
+        for row in rows.run_open(&mut conn).await? {
+            returned.push((
+                row.try_get::<i64, _>(0)?,
+                row.try_get::<String, _>(1)?,
+                row.try_get::<bool, _>(2)?,
+            ));
+        }
+        // RETURNING yields inserted rows in input order; a GUID repeated inside the batch
+        // is inserted once (its first occurrence) and the later ones are duplicates.
+        let mut returned = returned.into_iter().peekable();
+        let outcomes: Vec<InsertOutcome> = batch
+            .iter()
+            .map(|d| match returned.peek() {
+                Some((_, guid, valid)) if *guid == d.delivery_id && *valid == d.signature_valid => {
+                    let (id, ..) = returned.next().expect("peeked");
+                    InsertOutcome::Stored { id }
+                }
+                _ => InsertOutcome::Duplicate,
+            })
+            .collect();
+        let mut payloads = Script::continue_with(true);
+        for (chunk, chunk_outcomes) in batch
+            .chunks(INSERT_ROWS_PER_STATEMENT)
+            .zip(outcomes.chunks(INSERT_ROWS_PER_STATEMENT))
+        {
             if chunk_outcomes
                 .iter()
                 .any(|o| matches!(o, InsertOutcome::Stored { .. }))
             {
-                insert_payloads(chunk, &chunk_outcomes)
-                    .build()
-                    .execute(&mut *tx)
-                    .await?;
+                payloads.add(|q| insert_payloads(q, chunk, chunk_outcomes));
             }
-            outcomes.extend(chunk_outcomes);
         }
-        tx.commit().await?;
+        payloads.commit(&mut conn).await?;
         Ok(Committed {
             value: outcomes,
             durable: self.durable_later(),
@@ -317,19 +298,17 @@ impl Store for SqliteStore {
     }
 
     async fn commit_processing(&self, batch: &ProcessingBatch) -> StoreResult<()> {
-        // Multi-row statements: the write connection is shared with ingest, so every
-        // statement round-trip here is time the webhook acknowledgements wait.
-        let mut tx = self.write.begin().await?;
+        let mut script = Script::begin(true);
         for chunk in batch.jobs.chunks(ROWS_PER_UPSERT) {
-            upsert_jobs(chunk).build().execute(&mut *tx).await?;
+            script.add(|q| upsert_jobs(q, chunk));
         }
         for chunk in batch.runs.chunks(ROWS_PER_UPSERT) {
-            upsert_runs(chunk).build().execute(&mut *tx).await?;
+            script.add(|q| upsert_runs(q, chunk));
         }
         for chunk in batch.deliveries.chunks(ROWS_PER_UPSERT) {
-            mark_deliveries(chunk).build().execute(&mut *tx).await?;
+            script.add(|q| mark_deliveries(q, chunk));
         }
-        tx.commit().await?;
+        script.commit(&mut *self.writer().await).await?;
         self.durable().await
     }
 
@@ -546,8 +525,9 @@ impl SqliteStore {
         Ok(query.build().fetch_all(&self.read).await?)
     }
 
-    pub(super) fn writer(&self) -> &SqlitePool {
-        &self.write
+    /// The write connection, exclusively; writers queue here in arrival order.
+    pub(super) async fn writer(&self) -> tokio::sync::MutexGuard<'_, WriteConnection> {
+        self.write.lock().await
     }
 
     pub(super) fn reader(&self) -> &SqlitePool {

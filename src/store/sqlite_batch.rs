@@ -1,18 +1,51 @@
-//! The multi-row statements of the write path. One statement per chunk instead of one per
-//! row: the write connection is shared by ingest and processing, so every round-trip here is
-//! time that webhook acknowledgements wait.
+//! The multi-row statements of the write path, written onto a [`super::sqlite_script::Script`]:
+//! one statement per chunk instead of one per row, and one script per transaction, because the
+//! write connection is shared by ingest and processing and every round trip here is time that
+//! webhook acknowledgements wait.
 
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{DeliveryOutcome, InsertOutcome, ProcessedDelivery};
 use crate::domain::{Job, WorkflowRun};
-use crate::webhook::intake::NewDelivery;
+use crate::webhook::intake::{NewDelivery, Settled};
+
+/// New rows for `chunk`; returns (id, delivery_id, signature_valid) of those inserted. A
+/// genuine delivery whose GUID is stored already is skipped.
+pub(super) fn insert_events<'a>(query: &mut QueryBuilder<'a, Sqlite>, chunk: &'a [NewDelivery]) {
+    query.push(
+        "INSERT INTO webhook_events (delivery_id, event, action, repository, \
+         signature_valid, received_at, processed, processed_at, outcome, outcome_detail) ",
+    );
+    query.push_values(chunk, |mut row, d| {
+        let (outcome, detail) = match &d.settled {
+            None => (None, None),
+            Some(Settled::Ignored(r)) => (Some("ignored"), Some(r.as_str())),
+            Some(Settled::Rejected(r)) => (Some("rejected"), Some(r.as_str())),
+        };
+        let settled = d.settled.is_some();
+        row.push_bind(&d.delivery_id)
+            .push_bind(&d.event)
+            .push_bind(&d.action)
+            .push_bind(&d.repository)
+            .push_bind(d.signature_valid)
+            .push_bind(d.received_at)
+            .push_bind(settled)
+            .push_bind(settled.then_some(d.received_at))
+            .push_bind(outcome)
+            .push_bind(detail);
+    });
+    query.push(
+        " ON CONFLICT (delivery_id) WHERE signature_valid = 1 DO NOTHING \
+         RETURNING id, delivery_id, signature_valid",
+    );
+}
 
 /// The payloads of the rows of `chunk` that were stored (`outcomes` aligned with `chunk`).
 pub(super) fn insert_payloads<'a>(
+    query: &mut QueryBuilder<'a, Sqlite>,
     chunk: &'a [NewDelivery],
     outcomes: &[InsertOutcome],
-) -> QueryBuilder<'a, Sqlite> {
+) {
     let rows: Vec<(i64, &[u8])> = chunk
         .iter()
         .zip(outcomes)
@@ -21,18 +54,17 @@ pub(super) fn insert_payloads<'a>(
             InsertOutcome::Duplicate => None,
         })
         .collect();
-    let mut query = QueryBuilder::new("INSERT INTO webhook_payloads (event_id, payload) ");
+    query.push("INSERT INTO webhook_payloads (event_id, payload) ");
     query.push_values(rows, |mut row, (id, payload)| {
         row.push_bind(id).push_bind(payload);
     });
-    query
 }
 
 /// Rows per multi-row upsert (19 columns × 40 stays far below the bound-variable limit).
 pub(super) const ROWS_PER_UPSERT: usize = 40;
 
-pub(super) fn upsert_jobs(jobs: &[Job]) -> QueryBuilder<'_, Sqlite> {
-    let mut query = QueryBuilder::new(
+pub(super) fn upsert_jobs<'a>(query: &mut QueryBuilder<'a, Sqlite>, jobs: &'a [Job]) {
+    query.push(
         "INSERT INTO jobs (id, run_id, run_attempt, repository, workflow_name, name, labels, \
          priority, pool, status, conclusion, runner_id, runner_name, runner_group_name, \
          created_at, started_at, completed_at, first_seen_at, updated_at) ",
@@ -67,11 +99,10 @@ pub(super) fn upsert_jobs(jobs: &[Job]) -> QueryBuilder<'_, Sqlite> {
          created_at = excluded.created_at, started_at = excluded.started_at, \
          completed_at = excluded.completed_at, updated_at = excluded.updated_at",
     );
-    query
 }
 
-pub(super) fn upsert_runs(runs: &[WorkflowRun]) -> QueryBuilder<'_, Sqlite> {
-    let mut query = QueryBuilder::new(
+pub(super) fn upsert_runs<'a>(query: &mut QueryBuilder<'a, Sqlite>, runs: &'a [WorkflowRun]) {
+    query.push(
         "INSERT INTO workflow_runs (id, repository, workflow_name, head_branch, head_sha, \
          event, status, conclusion, run_attempt, created_at, updated_at) ",
     );
@@ -95,12 +126,14 @@ pub(super) fn upsert_runs(runs: &[WorkflowRun]) -> QueryBuilder<'_, Sqlite> {
          run_attempt = excluded.run_attempt, created_at = excluded.created_at, \
          updated_at = excluded.updated_at",
     );
-    query
 }
 
 /// One `UPDATE … FROM (VALUES …)` for a chunk of delivery outcomes.
-pub(super) fn mark_deliveries(deliveries: &[ProcessedDelivery]) -> QueryBuilder<'_, Sqlite> {
-    let mut query = QueryBuilder::new(
+pub(super) fn mark_deliveries<'a>(
+    query: &mut QueryBuilder<'a, Sqlite>,
+    deliveries: &'a [ProcessedDelivery],
+) {
+    query.push(
         "WITH v (id, processed, processed_at, outcome, outcome_detail, attempts, next_attempt_at) AS (",
     );
     query.push_values(deliveries, |mut row, d| {
@@ -123,5 +156,4 @@ pub(super) fn mark_deliveries(deliveries: &[ProcessedDelivery]) -> QueryBuilder<
          outcome = v.outcome, outcome_detail = v.outcome_detail, attempts = v.attempts, \
          next_attempt_at = v.next_attempt_at FROM v WHERE webhook_events.id = v.id",
     );
-    query
 }

@@ -2,9 +2,10 @@
 //! pruning, and the job queries of the WebSocket snapshot. The `Store` impl delegates here.
 
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
 use super::sqlite::{SqliteStore, job_from_row};
+use super::sqlite_script::Script;
 use super::{LiveEventBounds, LiveEventRow, StoreResult};
 use crate::domain::Job;
 
@@ -27,26 +28,26 @@ impl SqliteStore {
         events: &[LiveEventRow],
         reserved_seq: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
+        let mut script = Script::begin(false);
         for chunk in events.chunks(LIVE_ROWS_PER_STATEMENT) {
-            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            script.add(|q| {
                 // OR IGNORE: a retried batch after a failed commit must not fail on its own rows.
-                "INSERT OR IGNORE INTO live_events (seq, type, repository, time, message) ",
-            );
-            query.push_values(chunk, |mut row, e| {
-                row.push_bind(e.seq)
-                    .push_bind(&e.kind)
-                    .push_bind(&e.repository)
-                    .push_bind(e.time)
-                    .push_bind(&e.message);
+                q.push("INSERT OR IGNORE INTO live_events (seq, type, repository, time, message) ");
+                q.push_values(chunk, |mut row, e| {
+                    row.push_bind(e.seq)
+                        .push_bind(&e.kind)
+                        .push_bind(&e.repository)
+                        .push_bind(e.time)
+                        .push_bind(&e.message);
+                });
             });
-            query.build().execute(&mut *tx).await?;
         }
-        sqlx::query("UPDATE live_event_meta SET reserved_seq = ? WHERE id = 1")
-            .bind(reserved_seq)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        script.add(|q| {
+            q.push("UPDATE live_event_meta SET reserved_seq = ")
+                .push_bind(reserved_seq)
+                .push(" WHERE id = 1");
+        });
+        script.commit(&mut *self.writer().await).await?;
         self.durable().await?;
         Ok(())
     }
@@ -88,7 +89,8 @@ impl SqliteStore {
         keep_last: i64,
         older_than: DateTime<Utc>,
     ) -> StoreResult<u64> {
-        let mut tx = self.write.begin().await?;
+        let mut writer = self.writer().await;
+        let mut tx = writer.ready().await.begin().await?;
         // The boundary is a seq, not a time, so that "since too old" is exact: everything at
         // or below it is gone, everything above it is still here.
         let boundary: Option<i64> = sqlx::query_scalar(

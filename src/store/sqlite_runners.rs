@@ -66,7 +66,7 @@ impl SqliteStore {
         .bind(r.finished_at)
         .bind(r.removed_at)
         .bind(r.updated_at)
-        .execute(self.writer())
+        .execute(self.writer().await.ready().await)
         .await?;
         self.durable().await
     }

@@ -17,6 +17,9 @@
 //! - the file is re-opened when its inode changes (SQLite deletes the WAL when the last
 //!   connection closes — after checkpointing it into the database and syncing that — and
 //!   creates a new one on the next write);
+//! - one difference remains, for readers only: another connection can read a commit up to one
+//!   fsync before it is durable. Nothing is acknowledged or published before it is, so after
+//!   a power cut such a reader has at most seen state that is then rebuilt by reprocessing;
 //! - an fsync error is final: after a failed fsync Linux may have dropped the dirty pages, so a
 //!   later success proves nothing. Every later request fails and the daemon must be restarted;
 //!   SQLite's recovery then reads what really reached the disk.

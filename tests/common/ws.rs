@@ -20,6 +20,26 @@ pub async fn connect(app: &TestApp, query: &str) -> Ws {
     connect_with(app, query, None).await
 }
 
+/// Connects until the snapshot satisfies `ready`; returns the connection and that snapshot.
+/// A change is published once its commit is on disk, a moment after REST reads can see the
+/// commit, so a client that connects right after `settle` may get the snapshot just before.
+#[allow(dead_code)]
+pub async fn connect_when(
+    app: &TestApp,
+    query: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> (Ws, serde_json::Value) {
+    for _ in 0..200 {
+        let mut ws = connect(app, query).await;
+        let snapshot = next(&mut ws).await;
+        if ready(&snapshot) {
+            return (ws, snapshot);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the snapshot never satisfied the condition");
+}
+
 /// Connects to `/ws?query`, optionally with `Authorization: Bearer <bearer>`.
 pub async fn connect_with(app: &TestApp, query: &str, bearer: Option<&str>) -> Ws {
     let url = format!("ws://{}/ws?{query}", app.addr);
