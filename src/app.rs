@@ -1,5 +1,6 @@
 //! The long-lived handles, the shared HTTP state, and `run`: the daemon from listener to exit.
 
+use axum::serve::ListenerExt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -235,6 +236,13 @@ pub async fn run_with(
     // Closing the listener is its own token: it happens `shutdown_grace` after intake stops.
     let close = CancellationToken::new();
     let dedicated_metrics = metrics_listener.is_some();
+    // Live messages are small writes: with Nagle's algorithm each one after the first waits for
+    // the client's (delayed, up to 40 ms) ACK of the previous one.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(
         listener,
         crate::http::router(state.clone(), !dedicated_metrics),
