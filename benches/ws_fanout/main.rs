@@ -395,7 +395,12 @@ async fn run(args: &Args, port: u16, daemon: &Child) {
         (daemon_cpu1 - daemon_cpu0) / sent_for,
     );
     // The machine's share counts every process, the bench's and anyone else's.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // Counted from /proc/stat: this process may be pinned to fewer.
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cores = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count() as f64;
     let machine = (machine_cpu1.0 - machine_cpu0.0) / (machine_cpu1.1 - machine_cpu0.1) * cores;
     println!(
         "client process: {:.2} cores; load generator: {:.2} cores; the whole machine: {machine:.2} of {cores} cores busy (under load)",
