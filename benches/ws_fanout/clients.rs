@@ -43,6 +43,10 @@ pub struct Tally {
     pub latencies_us: Vec<u32>,
     /// The seq of each latency.
     pub latency_seqs: Vec<i64>,
+    /// Reads that returned data: about how many writes the daemon made to this client.
+    pub reads: u64,
+    /// Payload bytes of state changes.
+    pub change_bytes: u64,
 }
 
 /// Connects `count` clients to `ws://127.0.0.1:port/ws`, each having read its snapshot; then
@@ -183,7 +187,7 @@ impl Client {
             }
             match self.stream.read_buf(&mut self.buffer).await {
                 Ok(0) | Err(_) => return None,
-                Ok(_) => {}
+                Ok(_) => self.tally.reads += 1,
             }
         }
     }
@@ -212,7 +216,11 @@ impl Client {
         let frame = match opcode {
             0x1 => {
                 let payload = &b[header..header + length];
-                Frame::Text(text_header(payload).expect("a daemon message with seq and type"))
+                let text = text_header(payload).expect("a daemon message with seq and type");
+                if text.time_of_day_us.is_some() {
+                    self.tally.change_bytes += length as u64;
+                }
+                Frame::Text(text)
             }
             0x8 => return Some(None),
             0x9 => {

@@ -249,6 +249,8 @@ fn clients_role(port: u16, count: usize) {
         "mean_ms_by_tenth": by_tenth,
         "clients": tallies.len(),
         "changes": tallies.iter().map(|t| t.changes).sum::<u64>(),
+        "reads": tallies.iter().map(|t| t.reads).sum::<u64>(),
+        "change_bytes": tallies.iter().map(|t| t.change_bytes).sum::<u64>(),
         "delivery_changes_min": tallies.iter().map(|t| t.delivery_changes).min(),
         "delivery_changes_max": tallies.iter().map(|t| t.delivery_changes).max(),
         "missing": missing,
@@ -381,6 +383,15 @@ async fn run(args: &Args, port: u16, daemon: &Child) {
     println!(
         "delivery latency (publish → client): p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
         summary["p50_ms"], summary["p99_ms"], summary["p999_ms"], summary["max_ms"]
+    );
+    let changes = summary["changes"].as_f64().unwrap_or(0.0);
+    let bytes = summary["change_bytes"].as_f64().unwrap_or(0.0);
+    println!(
+        "reads with data: {:.0} per client per second ({:.0} changes each); {:.0} bytes per change, {:.0} MB/s to all clients",
+        summary["reads"].as_f64().unwrap_or(0.0) / args.clients as f64 / elapsed,
+        changes / summary["reads"].as_f64().unwrap_or(1.0),
+        bytes / changes.max(1.0),
+        bytes / elapsed / 1e6,
     );
     println!(
         "per change, median latency of the first client to get it {} ms, of the last {} ms",
