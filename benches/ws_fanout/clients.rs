@@ -117,10 +117,14 @@ async fn connect(port: u16) -> Client {
         tally: Tally::default(),
     };
     loop {
-        if let Some(Frame::Text(header)) = client.next_frame().await {
-            assert_eq!(header.kind, "snapshot", "the first message is the snapshot");
-            client.tally.last_seq = header.seq;
-            return client;
+        match client.next_frame().await {
+            Some(Frame::Text(header)) => {
+                assert_eq!(header.kind, "snapshot", "the first message is the snapshot");
+                client.tally.last_seq = header.seq;
+                return client;
+            }
+            Some(Frame::Other) => {}
+            None => panic!("the daemon closed before sending a snapshot"),
         }
     }
 }

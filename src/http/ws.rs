@@ -377,7 +377,7 @@ impl Client {
                     .filter
                     .matches(&message.kind, message.repository.as_deref())
                 {
-                    // The bytes are shared by every client; only the frame header is new.
+                    // Serialized once for every client; tungstenite copies it into the frame.
                     self.sink.feed(Message::Text(message.text.clone())).await?;
                     fed += 1;
                 }
