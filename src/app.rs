@@ -4,6 +4,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -235,6 +236,13 @@ pub async fn run_with(
     // Closing the listener is its own token: it happens `shutdown_grace` after intake stops.
     let close = CancellationToken::new();
     let dedicated_metrics = metrics_listener.is_some();
+    // Live messages are small writes: with Nagle's algorithm a write made while an earlier one
+    // is unacknowledged waits for the client's ACK, which may be delayed (up to 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(
         listener,
         crate::http::router(state.clone(), !dedicated_metrics),

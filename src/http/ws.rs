@@ -55,6 +55,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::events::BusMessage;
 use filter::{Filter, check_types, list, parse_query, truncate_reason};
+use reader::Heard;
 
 /// How often the server pings.
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
@@ -76,6 +77,9 @@ const LAG_REPLAY_MAX: i64 = 20_000;
 const SEND_BURST: usize = 32;
 /// Largest client message accepted.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Read buffer per connection (tungstenite's default is 128 KiB, allocated and zeroed up
+/// front: 128 MiB for 1,000 clients who send a few bytes a minute). It grows for larger frames.
+const READ_BUFFER: usize = 4 * 1024;
 /// The state-change types a filter may name.
 pub const EVENT_TYPES: [&str; 5] = ["webhook", "job", "workflow_run", "runner", "pool"];
 
@@ -89,6 +93,7 @@ pub const CLOSE_TIMEOUT: u16 = 4408;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 mod filter;
+mod reader;
 
 /// `GET /ws`.
 pub fn routes() -> Router<AppState> {
@@ -147,7 +152,9 @@ async fn upgrade(
             .into_response();
         }
     };
-    let ws = ws.max_message_size(MAX_CLIENT_MESSAGE);
+    let ws = ws
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(READ_BUFFER);
     match (refusal, parsed) {
         (Some((code, reason)), _) => ws.on_upgrade(move |socket| refuse(socket, code, reason)),
         (None, Ok(request)) => ws.on_upgrade(move |socket| async move {
@@ -216,9 +223,10 @@ struct Client {
 impl Client {
     async fn serve(
         &mut self,
-        mut stream: SplitStream<WebSocket>,
+        stream: SplitStream<WebSocket>,
         since: Option<i64>,
     ) -> Result<(), End> {
+        let (mut heard, _reader) = reader::spawn(stream);
         let mut live = match since {
             Some(since) => self.resume(since).await?,
             None => self.fresh_start(None).await?,
@@ -241,15 +249,15 @@ impl Client {
                         return Err(End::Close(CLOSE_GOING_AWAY, "daemon shutting down".into()));
                     }
                 },
-                frame = stream.next() => {
+                frame = heard.recv() => {
                     last_heard = Instant::now();
                     match frame {
-                        Some(Ok(Message::Text(text))) => self.on_request(&text).await?,
-                        Some(Ok(Message::Binary(_))) => {
+                        Some(Heard::Text(text)) => self.on_request(&text).await?,
+                        Some(Heard::Binary) => {
                             self.control("error", json!({"message": "send JSON text frames"})).await?;
                         }
-                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
-                        Some(Ok(_)) => {} // ping (answered by the library) or pong
+                        Some(Heard::Alive) => {}
+                        None => return Ok(()), // closed by the client, or broken
                     }
                 }
                 _ = heartbeat.tick() => {
@@ -345,8 +353,20 @@ impl Client {
         self.resume(self.position).await
     }
 
-    /// Sends `first` and whatever else is already waiting, with one flush.
+    /// Sends `first` and whatever else is already waiting, with one flush, under one timeout
+    /// (a clock read per message adds up at 1,000 clients).
     async fn forward(&mut self, first: Arc<BusMessage>, live: &mut Live) -> Result<(), End> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.write_burst(first, live)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        }
+    }
+
+    async fn write_burst(
+        &mut self,
+        first: Arc<BusMessage>,
+        live: &mut Live,
+    ) -> Result<(), axum::Error> {
         let mut pending = Some(first);
         let mut fed = 0;
         while let Some(message) = pending.take() {
@@ -357,7 +377,8 @@ impl Client {
                     .filter
                     .matches(&message.kind, message.repository.as_deref())
                 {
-                    self.feed(Message::Text(message.text.clone())).await?;
+                    // Serialized once for every client; tungstenite copies it into the frame.
+                    self.sink.feed(Message::Text(message.text.clone())).await?;
                     fed += 1;
                 }
             }
@@ -367,7 +388,7 @@ impl Client {
             }
         }
         if fed > 0 {
-            self.flush().await?;
+            self.sink.flush().await?;
         }
         Ok(())
     }
