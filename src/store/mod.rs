@@ -3,6 +3,7 @@
 //! SQLite ([`sqlite::SqliteStore`]) is the embedded default. A PostgreSQL backend implements the
 //! same trait with its own migrations; nothing above this module changes.
 
+mod hot_payloads;
 mod live;
 pub mod sqlite;
 mod sqlite_batch;

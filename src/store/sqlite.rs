@@ -8,6 +8,7 @@
 //! Writes go through a one-connection pool, so writers queue fairly in tokio instead of
 //! spinning on SQLite's busy lock; reads use their own pool and never wait for writers (WAL).
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqlitePool};
 
+use super::hot_payloads::HotPayloads;
 use super::sqlite_batch::{
     ROWS_PER_UPSERT, insert_events, insert_payloads, mark_deliveries, upsert_jobs, upsert_runs,
 };
@@ -41,6 +43,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 #[derive(Clone)]
 pub struct SqliteStore {
     write: Arc<tokio::sync::Mutex<WriteConnection>>,
+    hot: Arc<HotPayloads>,
     pub(super) read: SqlitePool,
     wal: Arc<WalSync>,
 }
@@ -76,7 +79,12 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.read_only(false))
             .await?;
-        Ok(SqliteStore { write, read, wal })
+        Ok(SqliteStore {
+            write,
+            read,
+            wal,
+            hot: Arc::default(),
+        })
     }
 
     /// Waits until everything committed so far is on disk; every writing method ends here.
@@ -241,6 +249,14 @@ impl Store for SqliteStore {
             }
         }
         payloads.commit(&mut conn).await?;
+        drop(conn);
+        self.hot
+            .insert(batch.iter().zip(&outcomes).filter_map(|(d, o)| match o {
+                InsertOutcome::Stored { id } if d.settled.is_none() => {
+                    d.payload.kept_text().map(|text| (*id, text.clone()))
+                }
+                _ => None,
+            }));
         Ok(Committed {
             value: outcomes,
             durable: self.durable_later(),
@@ -253,26 +269,40 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>> {
         let rows = sqlx::query(
-            "SELECT e.id, e.delivery_id, e.event, e.action, e.repository, p.payload, e.attempts \
-             FROM webhook_events e JOIN webhook_payloads p ON p.event_id = e.id \
-             WHERE e.processed = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= ?) \
-             ORDER BY e.id LIMIT ?",
+            "SELECT id, delivery_id, event, action, repository, attempts FROM webhook_events \
+             WHERE processed = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+             ORDER BY id LIMIT ?",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
+        let ids: Vec<i64> = rows
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut texts: HashMap<i64, Arc<str>> = ids
+            .iter()
+            .filter_map(|id| self.hot.get(*id).map(|text| (*id, text)))
+            .collect();
+        let missing: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !texts.contains_key(id))
+            .collect();
+        texts.extend(self.stored_payloads(&missing).await?);
         rows.iter()
             .map(|row| {
+                let id: i64 = row.try_get("id")?;
                 Ok(PendingDelivery {
-                    id: row.try_get("id")?,
+                    id,
                     delivery_id: row.try_get("delivery_id")?,
                     event: row.try_get("event")?,
                     action: row.try_get("action")?,
                     repository: row.try_get("repository")?,
-                    payload: Payload::from_stored(row.try_get("payload")?)
-                        .text()
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    payload: texts.remove(&id).ok_or_else(|| {
+                        StoreError::Corrupt(format!("webhook event {id} has no payload"))
+                    })?,
                     attempts: row.try_get("attempts")?,
                 })
             })
@@ -309,6 +339,7 @@ impl Store for SqliteStore {
             script.add(|q| mark_deliveries(q, chunk));
         }
         script.commit(&mut *self.writer().await).await?;
+        self.hot.remove(batch.deliveries.iter().map(|d| d.id));
         self.durable().await
     }
 
@@ -523,6 +554,29 @@ impl SqliteStore {
         }
         query.push(")");
         Ok(query.build().fetch_all(&self.read).await?)
+    }
+
+    /// Decompressed payloads of these events, read from the database.
+    async fn stored_payloads(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Arc<str>)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT event_id, payload FROM webhook_payloads WHERE event_id IN (");
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        let rows = query.build().fetch_all(&self.read).await?;
+        rows.iter()
+            .map(|row| {
+                let text = Payload::from_stored(row.try_get("payload")?)
+                    .shared_text()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((row.try_get("event_id")?, text))
+            })
+            .collect()
     }
 
     /// The write connection, exclusively; writers queue here in arrival order.

@@ -24,7 +24,7 @@ pub struct PendingDelivery {
     pub event: String,
     pub action: Option<String>,
     pub repository: Option<String>,
-    pub payload: String,
+    pub payload: std::sync::Arc<str>,
     pub attempts: i64,
 }
 
