@@ -21,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "bench-secret";
 
+/// The daemon's allocator (see src/main.rs), so that the in-process daemon runs as in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     seconds: u64,
     connections: usize,
@@ -157,6 +161,7 @@ fn main() {
 
     // The daemon gets its own runtime, as in production; the load generator another.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("daemon")
         .enable_all()
         .build()
         .unwrap();
@@ -168,6 +173,7 @@ fn main() {
     let server = server_rt.spawn(runnerhub::app::run(config, listener, shutdown.clone()));
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("loadgen")
         .enable_all()
         .build()
         .unwrap();

@@ -10,6 +10,12 @@ use runnerhub::lifecycle::ConfigSource;
 use runnerhub::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: under webhook load the daemon allocates and frees
+/// request bodies and JSON on every core, and glibc's arenas cost about a tenth of its CPU
+/// in profiles (benches/ingest.rs uses the same allocator, so it measures this).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Self-hosted GitHub Actions runner orchestrator: receives signed GitHub webhooks, keeps a
 /// durable audit log, and runs an ephemeral Docker runner for each job it can serve.
 #[derive(Parser)]
