@@ -138,8 +138,14 @@ mod tests {
         assert_eq!(&*stored.shared_text().unwrap(), json);
         assert_eq!(stored, p);
         assert!(Payload::from_stored(b"not zstd".to_vec()).text().is_err());
-        assert!(Payload::from_stored(vec![0xff; 16]).text().is_err(), "huge size prefix");
-        assert!(Payload::from_stored(vec![1]).text().is_err(), "no size prefix");
+        assert!(
+            Payload::from_stored(vec![0xff; 16]).text().is_err(),
+            "huge size prefix"
+        );
+        assert!(
+            Payload::from_stored(vec![1]).text().is_err(),
+            "no size prefix"
+        );
     }
 
     #[test]
