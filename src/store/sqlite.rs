@@ -318,12 +318,12 @@ impl Store for SqliteStore {
     }
 
     async fn jobs_by_id(&self, ids: &[JobId]) -> StoreResult<Vec<Job>> {
-        let rows = self.rows_by_id("jobs", ids).await?;
+        let rows = self.rows_by_id("jobs", "id", ids).await?;
         rows.iter().map(job_from_row).collect()
     }
 
     async fn runs_by_id(&self, ids: &[i64]) -> StoreResult<Vec<WorkflowRun>> {
-        let rows = self.rows_by_id("workflow_runs", ids).await?;
+        let rows = self.rows_by_id("workflow_runs", "id", ids).await?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -541,13 +541,14 @@ impl SqliteStore {
     async fn rows_by_id(
         &self,
         table: &'static str,
+        key: &'static str,
         ids: &[i64],
     ) -> StoreResult<Vec<sqlx::sqlite::SqliteRow>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut query: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT * FROM {table} WHERE id IN ("));
+            QueryBuilder::new(format!("SELECT * FROM {table} WHERE {key} IN ("));
         let mut list = query.separated(", ");
         for id in ids {
             list.push_bind(*id);
@@ -558,17 +559,7 @@ impl SqliteStore {
 
     /// Decompressed payloads of these events, read from the database.
     async fn stored_payloads(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Arc<str>)>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut query: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT event_id, payload FROM webhook_payloads WHERE event_id IN (");
-        let mut list = query.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        query.push(")");
-        let rows = query.build().fetch_all(&self.read).await?;
+        let rows = self.rows_by_id("webhook_payloads", "event_id", ids).await?;
         rows.iter()
             .map(|row| {
                 let text = Payload::from_stored(row.try_get("payload")?)
