@@ -1,12 +1,15 @@
 //! Webhook ingest load: signed ~7 KB `workflow_job` deliveries over loopback, durable acks.
 //!
-//! `cargo bench --bench ingest` (options: `-- --seconds N --connections N --rate N
-//! --random-guids`). Delivery GUIDs are time-based UUIDs like GitHub's, so they arrive nearly
+//! `cargo bench --bench ingest` (options: `-- --seconds N --steady-seconds N --connections N
+//! --rate N --random-guids --slow-timeline`). Delivery GUIDs are time-based UUIDs like GitHub's, so they arrive nearly
 //! in index order; `--random-guids` uses random (v4) ones instead, the worst case for the
 //! unique index (every insert lands on a different page).
-//! Phase 1 saturates with N closed-loop connections (acks/s, p50/p99). Phase 2 sends a steady
-//! open-loop rate and reports latency at that rate. The daemon runs in its own runtime with
-//! SQLite in WAL + synchronous=FULL: every acknowledged delivery is on disk.
+//! Phase 1 saturates with N closed-loop connections for `--seconds` (acks/s, p50/p99). Phase 2
+//! sends a steady open-loop rate for `--steady-seconds` (default: the same) after
+//! [`STEADY_WARMUP`] at that rate that is not counted, and reports latency at that rate; `--slow-timeline` also prints when the
+//! slow (> 5 ms) acknowledgements of that phase happened, to tell a periodic stall (a
+//! checkpoint) from scattered ones. The daemon runs in its own runtime, configured as in
+//! production: every acknowledged delivery is on disk.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,17 +30,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Args {
     seconds: u64,
+    steady_seconds: Option<u64>,
     connections: usize,
     rate: u64,
     random_guids: bool,
+    slow_timeline: bool,
 }
 
 fn args() -> Args {
     let mut a = Args {
         seconds: 10,
+        steady_seconds: None,
         connections: 64,
         rate: 1000,
         random_guids: false,
+        slow_timeline: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -45,15 +52,27 @@ fn args() -> Args {
         let value = || argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
         match argv[i].as_str() {
             "--seconds" => a.seconds = value().expect("--seconds N"),
+            "--steady-seconds" => a.steady_seconds = value(),
             "--connections" => a.connections = value().expect("--connections N") as usize,
             "--rate" => a.rate = value().expect("--rate N"),
             "--random-guids" => a.random_guids = true,
+            "--slow-timeline" => a.slow_timeline = true,
             _ => {} // cargo bench passes --bench
         }
         i += 1;
     }
     a
 }
+
+impl Args {
+    fn steady_seconds(&self) -> u64 {
+        self.steady_seconds.unwrap_or(self.seconds)
+    }
+}
+
+/// The steady phase's first seconds, not counted: what phase 1 left behind (its last WAL
+/// checkpoint, above all) settles meanwhile, so that phase 2 measures a steady state.
+const STEADY_WARMUP: Duration = Duration::from_secs(2);
 
 fn payload_template() -> serde_json::Value {
     let dir = std::env::var("RUNNERHUB_FIXTURES")
@@ -138,11 +157,13 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
     latencies.sort_unstable();
     println!(
-        "{name}: {} acks in {:.1} s = {:.0} acks/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "{name}: {} acks in {:.1} s = {:.0} acks/s; latency p50 {:.2} ms, p90 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms",
         latencies.len(),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
         percentile(&latencies, 0.99),
         latencies.last().unwrap().as_secs_f64() * 1000.0,
     );
@@ -184,7 +205,7 @@ fn main() {
         args.connections,
         args.seconds,
         args.rate,
-        args.seconds
+        args.steady_seconds()
     );
     if std::env::var_os("BENCH_STORE_ONLY").is_some() {
         server_rt.block_on(store_only(dir.path(), &template));
@@ -310,7 +331,7 @@ async fn steady(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, 
     const CONNECTIONS: usize = 16;
     let per_connection = args.rate as f64 / CONNECTIONS as f64;
     let interval = Duration::from_secs_f64(1.0 / per_connection);
-    let total = (per_connection * args.seconds as f64) as u64;
+    let total = (per_connection * (STEADY_WARMUP.as_secs() + args.steady_seconds()) as f64) as u64;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CONNECTIONS {
@@ -318,21 +339,64 @@ async fn steady(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, 
         let random_guids = args.random_guids;
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(addr).await;
-            let mut latencies = Vec::new();
-            let mut ticker = tokio::time::interval(interval);
+            // (when it was sent, relative to the phase's start; latency)
+            let mut samples = Vec::new();
+            // Connections take turns (connection c sends at c/16 of the interval), so that the
+            // rate is steady rather than 16 requests at once every 16 ms.
+            let first = start + interval * c as u32 / CONNECTIONS as u32;
+            let mut ticker = tokio::time::interval_at(first.into(), interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut previous_answered = start;
             for i in 0..total {
                 let (signature, body) = &bodies[((c as u64 * 7919 + i) % PREPARED_BODIES) as usize];
                 let d = (guid(random_guids), signature.clone(), body.clone());
-                ticker.tick().await;
-                latencies.push(post(&mut sender, &d).await);
+                let due = ticker.tick().await.into_std();
+                // A request held back by the previous answer counts from when it was due:
+                // timing it from its late start would hide the stall that delayed it
+                // (coordinated omission). Otherwise it counts from when it went out, which
+                // leaves out the load generator's own timer slack (up to a millisecond).
+                let counted_from = if previous_answered > due {
+                    due
+                } else {
+                    Instant::now()
+                };
+                post(&mut sender, &d).await;
+                previous_answered = Instant::now();
+                if counted_from - start >= STEADY_WARMUP {
+                    samples.push((counted_from - start - STEADY_WARMUP, counted_from.elapsed()));
+                }
             }
-            latencies
+            samples
         }));
     }
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    report(&format!("steady {}/s", args.rate), all, start.elapsed());
+    let elapsed = start.elapsed() - STEADY_WARMUP;
+    if args.slow_timeline {
+        print_slow_timeline(&all);
+    }
+    let latencies = all.into_iter().map(|(_, latency)| latency).collect();
+    report(&format!("steady {}/s", args.rate), latencies, elapsed);
+}
+
+/// Acknowledgements slower than 5 ms per 100 ms window in which they were sent (windows with
+/// none are left out), with the slowest of each window.
+fn print_slow_timeline(samples: &[(Duration, Duration)]) {
+    const SLOW: Duration = Duration::from_millis(5);
+    let mut windows = std::collections::BTreeMap::<u128, (usize, Duration)>::new();
+    for &(sent, latency) in samples.iter().filter(|(_, l)| *l > SLOW) {
+        let window = windows.entry(sent.as_millis() / 100).or_default();
+        window.0 += 1;
+        window.1 = window.1.max(latency);
+    }
+    println!("slow acknowledgements (> 5 ms) by the 100-ms window they were sent in:");
+    for (window, (count, worst)) in windows {
+        println!(
+            "  t={:5.1} s: {count:3} slow, worst {:.1} ms",
+            window as f64 / 10.0,
+            worst.as_secs_f64() * 1000.0
+        );
+    }
 }

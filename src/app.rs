@@ -140,13 +140,15 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-/// How often the store does its housekeeping (WAL checkpoints). A checkpoint's fsync of the
-/// database file stalls the WAL fsyncs that acknowledgements wait on; fewer, larger checkpoints
-/// move that stall out of the p99 (measured: 1 s → 5 s took the steady-load p99 from 20 to 11 ms).
-const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the store does its housekeeping (WAL checkpoints). Often, so that each checkpoint
+/// is small: its fsync of the database file delays the WAL fsyncs that acknowledgements wait
+/// on by about its size. Measured at a steady 1,000 deliveries/s over 30 s (ingest bench), p99
+/// of the acknowledgements: 3.1–4.1 ms every 100 ms, 10.8 ms every 50 ms, 49 ms every 250 ms.
+const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
 
 async fn maintain_store(store: Arc<dyn Store>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(STORE_MAINTENANCE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

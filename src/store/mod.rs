@@ -7,6 +7,7 @@ mod hot_payloads;
 mod live;
 pub mod sqlite;
 mod sqlite_batch;
+mod sqlite_checkpoint;
 mod sqlite_events;
 mod sqlite_runners;
 mod sqlite_script;
@@ -50,8 +51,8 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
 
-    /// Periodic housekeeping off the request path (SQLite: WAL checkpoints). Called about
-    /// once a second by the app.
+    /// Periodic housekeeping off the request path (SQLite: WAL checkpoints). Called ten
+    /// times a second by the app; cheap when there is nothing to do.
     async fn maintain(&self) -> StoreResult<()> {
         Ok(())
     }

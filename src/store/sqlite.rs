@@ -22,14 +22,12 @@ use super::hot_payloads::HotPayloads;
 use super::sqlite_batch::{
     ROWS_PER_UPSERT, insert_events, insert_payloads, mark_deliveries, upsert_jobs, upsert_runs,
 };
+use super::sqlite_checkpoint::{CheckpointState, WAL_AUTOCHECKPOINT_PAGES};
 use super::sqlite_script::{Script, WriteConnection};
 use super::wal_sync::WalSync;
 use super::*;
 use crate::domain::{JobStatus, Runner};
 use crate::webhook::payload_codec::Payload;
-
-/// WAL size (4 KiB pages) at which a commit checkpoints by itself; see `connect`.
-const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// Prepared scripts kept on the write connection (ingest has one per batch size, up to
 /// `MAX_BATCH`, and two scripts per batch).
@@ -45,7 +43,8 @@ pub struct SqliteStore {
     write: Arc<tokio::sync::Mutex<WriteConnection>>,
     hot: Arc<HotPayloads>,
     pub(super) read: SqlitePool,
-    wal: Arc<WalSync>,
+    pub(super) wal: Arc<WalSync>,
+    pub(super) checkpoints: Arc<CheckpointState>,
 }
 
 impl SqliteStore {
@@ -57,15 +56,15 @@ impl SqliteStore {
             // Commits are synced by `WalSync`; checkpoints still sync (NORMAL does that).
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Statement journals and sorts in memory: as files, each is a create and an
+            // unlink, filesystem journal traffic that the WAL's fsyncs then wait behind.
+            .pragma("temp_store", "MEMORY");
         let wal = Arc::new(WalSync::start(options.get_filename()).map_err(sqlx::Error::Io)?);
-        // Checkpoints normally run inside the commit that crosses the threshold, stalling the
-        // acknowledgements waiting on it; `maintain` runs them in the background instead, and
-        // the raised threshold only bounds the WAL if maintenance falls behind.
+        // Checkpoints run from `maintain`, not inside commits (see `sqlite_checkpoint`); the
+        // automatic one is only a backstop.
         // The write connection lives as long as the store: closing the last connection
         // deletes the WAL, and there is no reason to churn it.
-        // The write connection lives as long as the store (closing the last connection would
-        // delete the WAL).
         let write = options
             .clone()
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
@@ -84,6 +83,7 @@ impl SqliteStore {
             read,
             wal,
             hot: Arc::default(),
+            checkpoints: Arc::default(),
         })
     }
 
@@ -193,11 +193,7 @@ impl Store for SqliteStore {
     }
 
     async fn maintain(&self) -> StoreResult<()> {
-        // PASSIVE never blocks the writer: it copies what it can and leaves the rest.
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&self.read)
-            .await?;
-        Ok(())
+        self.checkpoint().await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -83,6 +83,11 @@ impl WalSync {
         Ok(WalSync { shared })
     }
 
+    /// How many syncs have been asked for so far: changes whenever something was committed.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.lock().expect("wal-sync lock").issued
+    }
+
     /// Resolves once every commit that returned before this call is on disk.
     pub async fn sync(&self) -> Result<(), SyncFailed> {
         let ticket = {
