@@ -57,8 +57,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            // Statement journals and sorts in memory: as files, each is a create and an
-            // unlink, filesystem journal traffic that the WAL's fsyncs then wait behind.
+            // Statement journals and sorts in memory: as files, each is a file created and
+            // unlinked, metadata writes on the disk whose fsyncs the acknowledgements wait on.
             .pragma("temp_store", "MEMORY");
         let wal = Arc::new(WalSync::start(options.get_filename()).map_err(sqlx::Error::Io)?);
         // Checkpoints run from `maintain`, not inside commits (see `sqlite_checkpoint`); the

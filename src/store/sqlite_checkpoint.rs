@@ -89,3 +89,64 @@ async fn passive_checkpoint(conn: &mut SqliteConnection) -> StoreResult<i64> {
             .await?;
     Ok(frames)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::webhook::intake::NewDelivery;
+    use crate::webhook::payload_codec::Payload;
+
+    fn deliveries(from: usize, count: usize) -> Vec<NewDelivery> {
+        (from..from + count)
+            .map(|n| NewDelivery {
+                delivery_id: format!("delivery-{n:06}"),
+                event: "push".into(),
+                action: None,
+                repository: Some("octo/repo".into()),
+                // Random-looking text, so that it does not compress to nothing.
+                payload: Payload::compress(&format!(
+                    "{{\"n\":{n},\"pad\":\"{}\"}}",
+                    (0..2000)
+                        .map(|i| ((i * 7919 + n) % 26) as u8 as char)
+                        .collect::<String>()
+                )),
+                signature_valid: true,
+                received_at: chrono::Utc::now(),
+                settled: None,
+            })
+            .collect()
+    }
+
+    fn wal_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::metadata(dir.join("db.sqlite-wal")).unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn after_a_checkpoint_the_wal_is_reused_from_the_start_not_grown() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        for batch in 0..40 {
+            store
+                .insert_deliveries(&deliveries(batch * 5, 5))
+                .await
+                .unwrap();
+        }
+        let grown = wal_bytes(dir.path());
+        store.checkpoint().await.unwrap();
+        for batch in 40..80 {
+            store
+                .insert_deliveries(&deliveries(batch * 5, 5))
+                .await
+                .unwrap();
+        }
+        // Without the restart, the second 40 commits would have been appended after the first.
+        assert!(
+            wal_bytes(dir.path()) < grown * 3 / 2,
+            "WAL grew from {grown} to {} bytes",
+            wal_bytes(dir.path())
+        );
+    }
+}
