@@ -167,6 +167,20 @@ fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
         percentile(&latencies, 0.99),
         latencies.last().unwrap().as_secs_f64() * 1000.0,
     );
+    println!(
+        "  resident memory (daemon and load generator): {:.0} MiB",
+        resident_mib()
+    );
+}
+
+/// This process's resident set (`VmRSS`), MiB.
+fn resident_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() {
