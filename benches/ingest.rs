@@ -22,6 +22,10 @@ use runnerhub::config::Config;
 use runnerhub::webhook::signature::sign;
 use tokio_util::sync::CancellationToken;
 
+#[path = "shared/resident.rs"]
+mod resident;
+use resident::resident_mib;
+
 const SECRET: &str = "bench-secret";
 
 /// The daemon's allocator (see src/main.rs), so that the in-process daemon runs as in production.
@@ -171,16 +175,6 @@ fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
         "  resident memory (daemon and load generator): {:.0} MiB",
         resident_mib()
     );
-}
-
-/// This process's resident set (`VmRSS`), MiB.
-fn resident_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() {

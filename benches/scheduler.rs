@@ -24,6 +24,10 @@ use runnerhub::github::{
 };
 use runnerhub::webhook::signature::sign;
 use tokio::sync::mpsc;
+
+#[path = "shared/resident.rs"]
+mod resident;
+use resident::resident_mib;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "bench-secret";
@@ -160,15 +164,6 @@ fn percentiles(mut v: Vec<Duration>) -> String {
     )
 }
 
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 #[tokio::main]
 async fn main() {
     let (jobs, queued, runners) = (
@@ -299,7 +294,7 @@ async fn main() {
         status["queued"],
         status["idle"],
         started_at.elapsed().as_secs_f64(),
-        rss_mib()
+        resident_mib()
     );
     shutdown.cancel();
     server.await.unwrap().unwrap();

@@ -118,6 +118,16 @@ mod tests {
             .collect()
     }
 
+    /// One commit of 5 deliveries per batch number.
+    async fn commit_batches(store: &SqliteStore, batches: std::ops::Range<usize>) {
+        for batch in batches {
+            store
+                .insert_deliveries(&deliveries(batch * 5, 5))
+                .await
+                .unwrap();
+        }
+    }
+
     fn wal_bytes(dir: &std::path::Path) -> u64 {
         std::fs::metadata(dir.join("db.sqlite-wal")).unwrap().len()
     }
@@ -128,20 +138,10 @@ mod tests {
         let url = format!("sqlite://{}/db.sqlite", dir.path().display());
         let store = SqliteStore::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        for batch in 0..40 {
-            store
-                .insert_deliveries(&deliveries(batch * 5, 5))
-                .await
-                .unwrap();
-        }
+        commit_batches(&store, 0..40).await;
         let grown = wal_bytes(dir.path());
         store.checkpoint().await.unwrap();
-        for batch in 40..80 {
-            store
-                .insert_deliveries(&deliveries(batch * 5, 5))
-                .await
-                .unwrap();
-        }
+        commit_batches(&store, 40..80).await;
         // Without the restart, the second 40 commits would have been appended after the first.
         assert!(
             wal_bytes(dir.path()) < grown * 3 / 2,
