@@ -1,14 +1,14 @@
 //! Webhook ingest load: signed ~7 KB `workflow_job` deliveries over loopback, durable acks.
 //!
 //! `cargo bench --bench ingest` (options: `-- --seconds N --steady-seconds N --connections N
-//! --rate N --random-guids --slow-timeline`). Delivery GUIDs are time-based UUIDs like GitHub's, so they arrive nearly
-//! in index order; `--random-guids` uses random (v4) ones instead, the worst case for the
-//! unique index (every insert lands on a different page).
+//! --rate N --random-guids --slow-timeline`). Delivery GUIDs are time-based UUIDs like
+//! GitHub's, so they arrive nearly in index order; `--random-guids` uses random (v4) ones
+//! instead, the worst case for the unique index (every insert lands on a different page).
 //! Phase 1 saturates with N closed-loop connections for `--seconds` (acks/s, p50/p99). Phase 2
 //! sends a steady open-loop rate for `--steady-seconds` (default: the same) after
-//! [`STEADY_WARMUP`] at that rate that is not counted, and reports latency at that rate; `--slow-timeline` also prints when the
-//! slow (> 5 ms) acknowledgements of that phase happened, to tell a periodic stall (a
-//! checkpoint) from scattered ones. The daemon runs in its own runtime, configured as in
+//! [`STEADY_WARMUP`] at that rate that is not counted, and reports latency at that rate;
+//! `--slow-timeline` also prints when the slow (> 5 ms) acknowledgements of that phase
+//! happened, to tell a periodic stall (a checkpoint) from scattered ones (the disk's). The daemon runs in its own runtime, configured as in
 //! production: every acknowledged delivery is on disk.
 
 use std::sync::Arc;

@@ -24,11 +24,11 @@ use runnerhub::github::{
 };
 use runnerhub::webhook::signature::sign;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 #[path = "shared/resident.rs"]
 mod resident;
 use resident::resident_mib;
-use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "bench-secret";
 

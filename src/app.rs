@@ -143,8 +143,8 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 /// How often the store does its housekeeping (WAL checkpoints). Often, so that each checkpoint
 /// is small: its fsync of the database file delays the WAL fsyncs that acknowledgements wait
 /// on by about its size. Measured at a steady 1,000 deliveries/s over 30 s (ingest bench), p99
-/// of the acknowledgements in comparable runs: 3.1–4.1 ms every 100 ms, 10.8 ms every 50 ms
-/// (more fsyncs), 49 ms every 250 ms (larger ones).
+/// of the acknowledgements in back-to-back runs: 3.1–4.1 ms every 100 ms, 10.8 ms every 50 ms
+/// (more fsyncs), 49 ms every 250 ms (larger ones); the README has the spread over more runs.
 const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
 
 async fn maintain_store(store: Arc<dyn Store>, shutdown: CancellationToken) {

@@ -61,9 +61,9 @@ use reader::Heard;
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
 /// A client that sent nothing (not even a pong) for this long is gone.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(50);
-/// A client that cannot take one burst (at most `SEND_BURST` messages) in this long is dropped:
-/// it is not reading, or reads slower than anyone can use. Bursts are kept small so that a
-/// client reading slowly but steadily is never mistaken for one that stopped.
+/// A client that cannot take one burst (at most `SEND_BURST` messages, ~110 KB) in this long is
+/// dropped: it is not reading, or reads slower than anyone can use (~11 KB/s). Bursts are
+/// bounded so that a client reading slowly but steadily is never mistaken for one that stopped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requested snapshots are served at most this often per connection (they cost queries).
 pub const SNAPSHOT_MIN_INTERVAL: Duration = Duration::from_secs(2);
@@ -75,10 +75,11 @@ const REPLAY_PAGE: u32 = 1000;
 const LAG_REPLAY_MAX: i64 = 20_000;
 /// Messages written before one flush (one syscall for a burst; see `SEND_TIMEOUT`). Large
 /// enough that a batch of changes published together (the processor commits in groups, and
-/// after a stall of the disk a group is large) reaches each client in one write: one write of
-/// 32 changes costs the daemon little more than one of 1, so the time to reach all clients
-/// grows with the number of writes, not with the bytes (~110 KB at most, under tungstenite's
-/// 128 KiB write buffer).
+/// after a stall of the disk a group is large) reaches each client in one write: a write of
+/// many changes costs the daemon little more than one of a single change, so the time to
+/// reach all clients grows with the number of writes more than with the bytes. 256 typical
+/// changes (~0.4 KB) are ~110 KB, under tungstenite's 128 KiB write buffer; with larger ones
+/// tungstenite simply writes before the flush.
 const SEND_BURST: usize = 256;
 /// Largest client message accepted.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;

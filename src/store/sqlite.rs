@@ -57,8 +57,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            // Statement journals and sorts in memory: as files, each is a file created and
-            // unlinked, metadata writes on the disk whose fsyncs the acknowledgements wait on.
+            // Temporary files in memory (on every connection, so large sorts use RAM): a
+            // multi-row insert's statement journal past 64 KiB was a file created and
+            // unlinked per batch, metadata writes on the disk whose fsyncs acks wait on.
             .pragma("temp_store", "MEMORY");
         let wal = Arc::new(WalSync::start(options.get_filename()).map_err(sqlx::Error::Io)?);
         // Checkpoints run from `maintain`, not inside commits (see `sqlite_checkpoint`); the

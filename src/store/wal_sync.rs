@@ -1,8 +1,8 @@
 //! Group fsync of SQLite's write-ahead log, outside the write lock.
 //!
 //! With `synchronous = FULL` SQLite fsyncs the WAL inside every COMMIT while it holds the one
-//! write connection, so the next batch cannot even start until the disk answers (3–5 ms on the
-//! virtual disk we measured on): throughput was capped at one batch per fsync. Instead the
+//! write connection, so the next batch cannot even start until the disk answers: throughput
+//! was capped at one batch per fsync. Instead the
 //! connections run with `synchronous = NORMAL` (a commit writes its WAL frames but does not
 //! sync them) and whoever needs a commit durable asks [`WalSync::sync`], which resolves after an
 //! `fdatasync` of the WAL file that *started after* the request. The WAL is one file, written
