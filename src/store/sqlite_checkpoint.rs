@@ -51,10 +51,22 @@ const CATCH_UP_PASSES: usize = 3;
 pub(super) const WAL_AUTOCHECKPOINT_PAGES: u32 = 65_536;
 
 /// What the store remembers between checkpoints.
-#[derive(Default)]
 pub(super) struct CheckpointState {
     /// `WalSync` requests (one per durable commit) when a checkpoint last copied everything.
     requests_copied: AtomicU64,
+    /// [`WAL_RESTART_FRAMES`] and [`WAL_FORCE_RESTART_FRAMES`] (smaller in tests).
+    restart_frames: i64,
+    force_restart_frames: i64,
+}
+
+impl Default for CheckpointState {
+    fn default() -> Self {
+        CheckpointState {
+            requests_copied: AtomicU64::new(0),
+            restart_frames: WAL_RESTART_FRAMES,
+            force_restart_frames: WAL_FORCE_RESTART_FRAMES,
+        }
+    }
 }
 
 impl SqliteStore {
@@ -62,13 +74,14 @@ impl SqliteStore {
     pub(super) async fn checkpoint(&self) -> StoreResult<()> {
         // Read before checkpointing: a commit counted here has its frames in the WAL already.
         let requests = self.wal.requests();
-        if self.checkpoints.requests_copied.load(Ordering::Relaxed) == requests {
+        let state = &self.checkpoints;
+        if state.requests_copied.load(Ordering::Relaxed) == requests {
             return Ok(()); // nothing committed since everything was last copied
         }
         let mut conn = self.reader().acquire().await?;
         let mut last = passive_checkpoint(&mut conn).await?;
         for _ in 0..CATCH_UP_PASSES {
-            if last.frames <= WAL_RESTART_FRAMES || !last.copied_all() {
+            if last.frames <= state.restart_frames || !last.copied_all() {
                 break;
             }
             let now = passive_checkpoint(&mut conn).await?;
@@ -89,13 +102,11 @@ impl SqliteStore {
             );
             return Ok(());
         }
-        if last.frames > WAL_FORCE_RESTART_FRAMES {
+        if last.frames > state.force_restart_frames {
             let mut writer = self.writer().await;
             passive_checkpoint(writer.ready().await).await?;
         }
-        self.checkpoints
-            .requests_copied
-            .store(requests, Ordering::Relaxed);
+        state.requests_copied.store(requests, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -127,6 +138,7 @@ mod tests {
     use crate::store::Store;
     use crate::webhook::intake::NewDelivery;
     use crate::webhook::payload_codec::Payload;
+    use std::sync::Arc;
 
     fn deliveries(from: usize, count: usize) -> Vec<NewDelivery> {
         (from..from + count)
@@ -189,5 +201,40 @@ mod tests {
             "WAL grew from {grown} to {} bytes",
             wal_bytes(dir.path())
         );
+    }
+
+    #[tokio::test]
+    async fn under_continuous_writes_the_wal_still_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+        let mut store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store.checkpoints = Arc::new(CheckpointState {
+            restart_frames: 16,
+            force_restart_frames: 64,
+            ..CheckpointState::default()
+        });
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move { commit_batches(&store, 0..150).await })
+        };
+        // Checkpoints race the commits, as the maintenance task does; the forced pass takes
+        // the write lock between them.
+        while !writer.is_finished() {
+            store.checkpoint().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        writer.await.unwrap();
+        // 150 commits of 5 deliveries are ~7.5 MiB of WAL frames when nothing restarts it.
+        assert!(
+            wal_bytes(dir.path()) < 1024 * 1024,
+            "the WAL grew to {} bytes",
+            wal_bytes(dir.path())
+        );
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
+            .fetch_one(&store.read)
+            .await
+            .unwrap();
+        assert_eq!(stored, 750);
     }
 }
