@@ -5,8 +5,9 @@
 //! WAL is fsynced by [`WalSync`], grouped across commits and outside the write lock (see
 //! there why this is as durable as `FULL`). Throughput comes from group commits (many
 //! deliveries per transaction, many transactions per fsync), not from weaker durability.
-//! Writes go through a one-connection pool, so writers queue fairly in tokio instead of
-//! spinning on SQLite's busy lock; reads use their own pool and never wait for writers (WAL).
+//! Writes go through one connection the store owns, behind a tokio mutex, so writers queue
+//! fairly in tokio instead of spinning on SQLite's busy lock; reads use their own pool and
+//! never wait for writers (WAL). Checkpoints run from `maintain` (`sqlite_checkpoint`).
 
 use std::collections::HashMap;
 use std::str::FromStr;
