@@ -22,6 +22,8 @@ use runnerhub::config::Config;
 use runnerhub::webhook::signature::sign;
 use tokio_util::sync::CancellationToken;
 
+#[path = "shared/disk_probe.rs"]
+mod disk_probe;
 #[path = "shared/resident.rs"]
 mod resident;
 use resident::resident_mib;
@@ -180,6 +182,7 @@ fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
 fn main() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
+    report_disk_before_run(dir.path());
     let config_text = format!(
         "[database]\nurl = \"sqlite://{}/bench.db\"\n",
         dir.path().display()
@@ -232,6 +235,25 @@ fn main() {
     });
     shutdown.cancel();
     server_rt.block_on(server).unwrap().unwrap();
+}
+
+/// Flushes what the system holds, probes the disk for a few seconds and prints what it saw,
+/// with a warning when it stalled: latencies measured after it would be the host's.
+pub fn report_disk_before_run(dir: &std::path::Path) {
+    disk_probe::flush_system();
+    match disk_probe::probe_disk(dir, Duration::from_secs(3)) {
+        Ok(probe) => {
+            println!("disk before the run: {}", probe.summary());
+            if !probe.stalls.is_empty() {
+                println!(
+                    "  warning: the disk is stalling (the host is likely still flushing earlier \
+                     writes, e.g. a build); latencies below will show it. \
+                     `cargo bench --bench fsync_probe` tells when it has settled."
+                );
+            }
+        }
+        Err(e) => println!("disk before the run: probe failed: {e}"),
+    }
 }
 
 /// The store alone, no HTTP: the ceiling the endpoint can approach (diagnostics).
