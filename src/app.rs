@@ -17,6 +17,7 @@ use crate::events::{EventBus, Retention};
 use crate::github::{GithubApi, GithubClient};
 use crate::scheduler::{SchedulerDeps, SchedulerHandle};
 use crate::store::Store;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::webhook::ingest::IngestQueue;
 
@@ -121,22 +122,29 @@ fn github_client(config: &Config) -> anyhow::Result<Arc<dyn GithubApi>> {
     }
 }
 
-/// Opens the configured database and applies migrations.
+/// Opens the configured database and applies migrations. The scheme picks the backend:
+/// `sqlite:` or `postgres:`/`postgresql:`.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let shown = crate::config::redact_url_password(url);
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(url).await.with_context(|| {
-            format!(
-                "cannot open database {}",
-                crate::config::redact_url_password(url)
-            )
-        })?)
+        Arc::new(
+            SqliteStore::connect(url)
+                .await
+                .with_context(|| format!("cannot open database {shown}"))?,
+        )
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Arc::new(
+            PostgresStore::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to database {shown}"))?,
+        )
     } else {
-        anyhow::bail!("database.url: only sqlite:// is supported by this build so far");
+        anyhow::bail!("database.url {shown}: expected sqlite://PATH or postgres://…");
     };
     store
         .migrate()
         .await
-        .context("cannot apply database migrations")?;
+        .with_context(|| format!("cannot apply database migrations to {shown}"))?;
     Ok(store)
 }
 

@@ -1,10 +1,15 @@
 //! Durable state behind one trait, so that callers never know the backend.
 //!
-//! SQLite ([`sqlite::SqliteStore`]) is the embedded default. A PostgreSQL backend implements the
-//! same trait with its own migrations; nothing above this module changes.
+//! SQLite ([`sqlite::SqliteStore`]) is the embedded default; PostgreSQL
+//! ([`postgres::PostgresStore`]) is for instances that share one database. Each has its own
+//! migrations (`migrations/sqlite`, `migrations/postgres`) and both answer every method alike
+//! (`tests/store_contract.rs` checks it); nothing above this module knows which one it has.
 
 mod hot_payloads;
 mod live;
+pub mod postgres;
+mod postgres_live;
+mod postgres_write;
 pub mod sqlite;
 mod sqlite_batch;
 mod sqlite_checkpoint;

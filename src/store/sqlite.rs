@@ -147,12 +147,7 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<WorkflowRun> {
 
 fn event_from_row(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> StoreResult<EventRecord> {
     let payload = if with_payload {
-        let stored: Vec<u8> = row.try_get("payload")?;
-        let text = Payload::from_stored(stored)
-            .text()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        // Unverified attempts may not be JSON: show them as a string.
-        Some(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        Some(stored_payload_json(row.try_get("payload")?)?)
     } else {
         None
     };
@@ -175,15 +170,6 @@ fn event_from_row(row: &sqlx::sqlite::SqliteRow, with_payload: bool) -> StoreRes
 
 const EVENT_COLUMNS: &str = "id, delivery_id, event, action, repository, signature_valid, \
      received_at, processed, processed_at, outcome, outcome_detail, attempts";
-
-pub(super) fn page_bounds(limit: u32, offset: u32) -> (u32, u32) {
-    let limit = if limit == 0 {
-        DEFAULT_PAGE
-    } else {
-        limit.min(MAX_PAGE)
-    };
-    (limit, offset)
-}
 
 #[async_trait]
 impl Store for SqliteStore {

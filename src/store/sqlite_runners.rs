@@ -91,7 +91,7 @@ impl SqliteStore {
         &self,
         filter: &RunnerFilter,
     ) -> StoreResult<Page<Runner>> {
-        let (limit, offset) = super::sqlite::page_bounds(filter.limit, filter.offset);
+        let (limit, offset) = super::page_bounds(filter.limit, filter.offset);
         let mut query: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT *, COUNT(*) OVER () AS total FROM runners WHERE 1 = 1");
         if let Some(state) = filter.state {

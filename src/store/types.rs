@@ -88,6 +88,26 @@ pub struct Page<T> {
 pub const MAX_PAGE: u32 = 500;
 pub const DEFAULT_PAGE: u32 = 50;
 
+/// The page a listing actually serves: `limit` 0 means the default, and no page is larger than
+/// [`MAX_PAGE`]. Every backend pages through this, so that the API answers alike.
+pub(super) fn page_bounds(limit: u32, offset: u32) -> (u32, u32) {
+    let limit = if limit == 0 {
+        DEFAULT_PAGE
+    } else {
+        limit.min(MAX_PAGE)
+    };
+    (limit, offset)
+}
+
+/// A stored (compressed) payload as the single-event view shows it.
+pub(super) fn stored_payload_json(stored: Vec<u8>) -> Result<serde_json::Value, super::StoreError> {
+    let text = crate::webhook::payload_codec::Payload::from_stored(stored)
+        .text()
+        .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
+    // Unverified attempts may not be JSON: show them as a string.
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub repository: Option<String>,

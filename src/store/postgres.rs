@@ -1,0 +1,468 @@
+//! The PostgreSQL backend, for several runnerhub instances sharing one database.
+//!
+//! The same tables and the same answers as [`super::sqlite::SqliteStore`] (the contract test
+//! `tests/store_contract.rs` runs one set of scenarios against both). A COMMIT here is durable
+//! (`synchronous_commit` stays on, the server default), so [`Committed::durable`] is already
+//! resolved when `append_deliveries` returns; throughput comes from batching instead: one
+//! transaction per batch and one statement per table, with whole columns bound as arrays
+//! (`UNNEST`) rather than a round trip per row.
+//!
+//! Two differences a caller could notice, both harmless to the daemon: times are kept to the
+//! microsecond (TIMESTAMPTZ), and event ids come from a sequence, so a transaction rolled back
+//! or a race lost to another instance leaves a gap in them.
+//!
+//! The statements of the write path are in `postgres_write.rs`; runners, the live feed and the
+//! job queries of the snapshot in `postgres_live.rs`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use super::*;
+use crate::domain::JobStatus;
+use crate::webhook::payload_codec::Payload;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Connections per instance: ingest, the processor, the live log and API reads at once, with
+/// room to spare; several instances share the server's `max_connections`.
+const POOL_CONNECTIONS: u32 = 10;
+
+/// How long a caller waits for a free connection before the call fails (and `/readyz` says so).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Attempts at a transaction that PostgreSQL aborted to break a deadlock or a serialization
+/// conflict, which only concurrent instances writing the same rows cause.
+const TRANSIENT_ATTEMPTS: u32 = 3;
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pub(super) pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=…`). The database
+    /// must exist; [`Store::migrate`] creates the tables.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// [`PostgresStore::connect`] with options built in code (TLS files, application name, …).
+    pub async fn connect_with(options: PgConnectOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+/// Runs `attempt` again when PostgreSQL aborted it as a deadlock victim or a serialization
+/// failure; the transaction was rolled back, so running it again is exactly the retry it asks
+/// for.
+pub(super) async fn retry_transient<T, F, Fut>(mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(StoreError::Database(error))
+                if tries < TRANSIENT_ATTEMPTS && is_transient(&error) =>
+            {
+                tracing::debug!(%error, tries, "retrying a transaction PostgreSQL aborted");
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn is_transient(error: &sqlx::Error) -> bool {
+    // 40P01 deadlock_detected, 40001 serialization_failure.
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// A limit or offset as PostgreSQL takes it (it has no unsigned integers).
+pub(super) fn sql_count(n: u32) -> i64 {
+    i64::from(n)
+}
+
+pub(super) fn job_from_row(row: &PgRow) -> StoreResult<Job> {
+    let status: String = row.try_get("status")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        run_attempt: row.try_get("run_attempt")?,
+        repository: row.try_get("repository")?,
+        workflow_name: row.try_get("workflow_name")?,
+        name: row.try_get("name")?,
+        labels: row.try_get("labels")?,
+        priority: row.try_get("priority")?,
+        pool: row.try_get("pool")?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("jobs.status `{status}`")))?,
+        conclusion: row.try_get("conclusion")?,
+        runner_id: row.try_get("runner_id")?,
+        runner_name: row.try_get("runner_name")?,
+        runner_group_name: row.try_get("runner_group_name")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        first_seen_at: row.try_get("first_seen_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn run_from_row(row: &PgRow) -> StoreResult<WorkflowRun> {
+    Ok(WorkflowRun {
+        id: row.try_get("id")?,
+        repository: row.try_get("repository")?,
+        workflow_name: row.try_get("workflow_name")?,
+        head_branch: row.try_get("head_branch")?,
+        head_sha: row.try_get("head_sha")?,
+        event: row.try_get("event")?,
+        status: row.try_get("status")?,
+        conclusion: row.try_get("conclusion")?,
+        run_attempt: row.try_get("run_attempt")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn event_from_row(row: &PgRow, with_payload: bool) -> StoreResult<EventRecord> {
+    let payload = if with_payload {
+        Some(stored_payload_json(row.try_get("payload")?)?)
+    } else {
+        None
+    };
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        delivery_id: row.try_get("delivery_id")?,
+        event: row.try_get("event")?,
+        action: row.try_get("action")?,
+        repository: row.try_get("repository")?,
+        signature_valid: row.try_get("signature_valid")?,
+        received_at: row.try_get("received_at")?,
+        processed: row.try_get("processed")?,
+        processed_at: row.try_get("processed_at")?,
+        outcome: row.try_get("outcome")?,
+        outcome_detail: row.try_get("outcome_detail")?,
+        attempts: row.try_get("attempts")?,
+        payload,
+    })
+}
+
+const EVENT_COLUMNS: &str = "id, delivery_id, event, action, repository, signature_valid, \
+     received_at, processed, processed_at, outcome, outcome_detail, attempts";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        // sqlx's migrator holds an advisory lock meanwhile: instances starting together take
+        // turns, and the later ones find nothing left to apply.
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn append_deliveries(
+        &self,
+        batch: &[NewDelivery],
+    ) -> StoreResult<Committed<Vec<InsertOutcome>>> {
+        let value = retry_transient(|| self.append_once(batch)).await?;
+        Ok(Committed {
+            value,
+            // The COMMIT returned, and with `synchronous_commit` on that means it is on disk.
+            durable: Box::pin(async { Ok(()) }),
+        })
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingDelivery>> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.delivery_id, e.event, e.action, e.repository, e.attempts, p.payload \
+             FROM webhook_events e LEFT JOIN webhook_payloads p ON p.event_id = e.id \
+             WHERE NOT e.processed AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= $1) \
+             ORDER BY e.id LIMIT $2",
+        )
+        .bind(now)
+        .bind(sql_count(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                let stored: Option<Vec<u8>> = row.try_get("payload")?;
+                let stored = stored.ok_or_else(|| {
+                    StoreError::Corrupt(format!("webhook event {id} has no payload"))
+                })?;
+                Ok(PendingDelivery {
+                    id,
+                    delivery_id: row.try_get("delivery_id")?,
+                    event: row.try_get("event")?,
+                    action: row.try_get("action")?,
+                    repository: row.try_get("repository")?,
+                    payload: Payload::from_stored(stored)
+                        .shared_text()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_retry_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM webhook_events \
+             WHERE NOT processed AND next_attempt_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn jobs_by_id(&self, ids: &[JobId]) -> StoreResult<Vec<Job>> {
+        let rows = self.rows_by_id("jobs", ids).await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn runs_by_id(&self, ids: &[i64]) -> StoreResult<Vec<WorkflowRun>> {
+        let rows = self.rows_by_id("workflow_runs", ids).await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn commit_processing(&self, batch: &ProcessingBatch) -> StoreResult<()> {
+        retry_transient(|| self.commit_processing_once(batch)).await
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Page<EventRecord>> {
+        let (limit, offset) = page_bounds(filter.limit, filter.offset);
+        let mut query: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {EVENT_COLUMNS}, COUNT(*) OVER () AS total FROM webhook_events WHERE TRUE"
+        ));
+        push_event_filter(&mut query, filter);
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(sql_count(limit))
+            .push(" OFFSET ")
+            .push_bind(sql_count(offset));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let total = match rows.first() {
+            Some(row) => row.try_get("total")?,
+            None => self.count_events(filter).await?,
+        };
+        let items = rows
+            .iter()
+            .map(|r| event_from_row(r, false))
+            .collect::<StoreResult<_>>()?;
+        Ok(Page {
+            items,
+            total,
+            limit,
+            offset,
+        })
+    }
+
+    async fn event(&self, id: i64) -> StoreResult<Option<EventRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS}, payload FROM webhook_events \
+             LEFT JOIN webhook_payloads ON event_id = id WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| event_from_row(&r, true)).transpose()
+    }
+
+    async fn event_statistics(&self, since: DateTime<Utc>) -> StoreResult<EventStatistics> {
+        let rows = sqlx::query(
+            "SELECT event, COALESCE(outcome, 'pending') AS outcome, signature_valid, COUNT(*) AS n \
+             FROM webhook_events WHERE received_at >= $1 GROUP BY 1, 2, 3",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stats = EventStatistics {
+            since: Some(since),
+            ..Default::default()
+        };
+        for row in rows {
+            let n: i64 = row.try_get("n")?;
+            let event: String = row.try_get("event")?;
+            let outcome: String = row.try_get("outcome")?;
+            let valid: bool = row.try_get("signature_valid")?;
+            stats.total += n;
+            *stats.by_event.entry(event).or_default() += n;
+            if outcome == "pending" {
+                stats.pending += n;
+            }
+            *stats.by_outcome.entry(outcome).or_default() += n;
+            if !valid {
+                stats.signature_failures += n;
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn ingest_health(&self) -> StoreResult<IngestHealth> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM webhook_events WHERE NOT processed) AS pending, \
+             (SELECT MIN(received_at) FROM webhook_events WHERE NOT processed) AS oldest, \
+             (SELECT MAX(received_at) FROM webhook_events) AS last, \
+             (SELECT COUNT(*) FROM webhook_events WHERE processed AND outcome = 'failed') AS failed",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(IngestHealth {
+            pending: row.try_get("pending")?,
+            oldest_pending_at: row.try_get("oldest")?,
+            last_received_at: row.try_get("last")?,
+            failed: row.try_get("failed")?,
+        })
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Page<Job>> {
+        let (limit, offset) = page_bounds(filter.limit, filter.offset);
+        let mut query: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT *, COUNT(*) OVER () AS total FROM jobs WHERE TRUE");
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(repo) = &filter.repository {
+            query.push(" AND repository = ").push_bind(repo);
+        }
+        query
+            .push(" ORDER BY first_seen_at DESC, id DESC LIMIT ")
+            .push_bind(sql_count(limit))
+            .push(" OFFSET ")
+            .push_bind(sql_count(offset));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        // As the SQLite store: the total comes with the rows, so a page past the end says 0.
+        let total = match rows.first() {
+            Some(row) => row.try_get("total")?,
+            None => 0,
+        };
+        let items = rows.iter().map(job_from_row).collect::<StoreResult<_>>()?;
+        Ok(Page {
+            items,
+            total,
+            limit,
+            offset,
+        })
+    }
+
+    async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        Ok(self.jobs_by_id(&[id]).await?.into_iter().next())
+    }
+
+    async fn schedulable_jobs(&self) -> StoreResult<Vec<Job>> {
+        self.pg_schedulable_jobs().await
+    }
+
+    async fn save_runner(&self, runner: &Runner) -> StoreResult<()> {
+        self.pg_save_runner(runner).await
+    }
+
+    async fn live_runners(&self) -> StoreResult<Vec<Runner>> {
+        self.pg_live_runners().await
+    }
+
+    async fn runner_by_name(&self, name: &str) -> StoreResult<Option<Runner>> {
+        self.pg_runner_by_name(name).await
+    }
+
+    async fn list_runners(&self, filter: &RunnerFilter) -> StoreResult<Page<Runner>> {
+        self.pg_list_runners(filter).await
+    }
+
+    async fn insert_live_events(
+        &self,
+        events: &[LiveEventRow],
+        reserved_seq: i64,
+    ) -> StoreResult<()> {
+        self.pg_insert_live_events(events, reserved_seq).await
+    }
+
+    async fn live_event_bounds(&self) -> StoreResult<LiveEventBounds> {
+        self.pg_live_event_bounds().await
+    }
+
+    async fn live_events_after(
+        &self,
+        after: i64,
+        through: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LiveEventRow>> {
+        self.pg_live_events_after(after, through, limit).await
+    }
+
+    async fn prune_live_events(
+        &self,
+        keep_last: i64,
+        older_than: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        self.pg_prune_live_events(keep_last, older_than).await
+    }
+
+    async fn pending_jobs(&self, repository: Option<&str>, limit: u32) -> StoreResult<Vec<Job>> {
+        self.pg_pending_jobs(repository, limit).await
+    }
+
+    async fn jobs_active_since(
+        &self,
+        since: DateTime<Utc>,
+        repository: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>> {
+        self.pg_jobs_active_since(since, repository, limit).await
+    }
+}
+
+/// `AND repository = $n AND event = $m` for the filters that are set.
+fn push_event_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a EventFilter) {
+    if let Some(repo) = &filter.repository {
+        query.push(" AND repository = ").push_bind(repo);
+    }
+    if let Some(event) = &filter.event {
+        query.push(" AND event = ").push_bind(event);
+    }
+}
+
+impl PostgresStore {
+    /// `SELECT * FROM {table} WHERE id = ANY(…)`, by id; `table` is one of ours, never input.
+    async fn rows_by_id(&self, table: &'static str, ids: &[i64]) -> StoreResult<Vec<PgRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Ordered as SQLite's primary-key lookups come back, so both backends answer alike.
+        Ok(sqlx::query(&format!(
+            "SELECT * FROM {table} WHERE id = ANY($1) ORDER BY id"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn count_events(&self, filter: &EventFilter) -> StoreResult<i64> {
+        let mut query: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT COUNT(*) FROM webhook_events WHERE TRUE");
+        push_event_filter(&mut query, filter);
+        Ok(query.build_query_scalar().fetch_one(&self.pool).await?)
+    }
+}
