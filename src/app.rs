@@ -202,6 +202,10 @@ pub async fn run_with(
     crate::metrics::describe(&config);
     crate::metrics::init_process_gauges();
     let store = open_store(&config.database.url).await?;
+    store
+        .lock_for_serving(&config.server.instance_id)
+        .await
+        .context("cannot start")?;
     let tracker = TaskTracker::new();
     // Background work stops only after HTTP has drained, so acknowledged writes complete.
     let background = CancellationToken::new();

@@ -1,7 +1,7 @@
 //! Durable state behind one trait, so that callers never know the backend.
 //!
 //! SQLite ([`sqlite::SqliteStore`]) is the embedded default; PostgreSQL
-//! ([`postgres::PostgresStore`]) is for instances that share one database. Each has its own
+//! ([`postgres::PostgresStore`]) keeps the same state in a database server. Each has its own
 //! migrations (`migrations/sqlite`, `migrations/postgres`) and both answer every method alike
 //! (`tests/store_contract.rs` checks it); nothing above this module knows which one it has.
 
@@ -10,6 +10,7 @@ mod live;
 pub mod postgres;
 mod postgres_live;
 mod postgres_write;
+mod serving_lock;
 pub mod sqlite;
 mod sqlite_batch;
 mod sqlite_checkpoint;
@@ -38,6 +39,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Durability(#[from] wal_sync::SyncFailed),
+    /// Another daemon serves from this database.
+    #[error("{0}")]
+    InUse(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -61,6 +65,11 @@ pub trait Store: Send + Sync + 'static {
     async fn maintain(&self) -> StoreResult<()> {
         Ok(())
     }
+
+    /// Makes this process the one daemon serving from this database for as long as it runs,
+    /// or fails naming the one that does: two daemons on one database would both launch a
+    /// runner for every job. (`runnerhub migrate` does not take it.)
+    async fn lock_for_serving(&self, instance: &str) -> StoreResult<()>;
 
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;

@@ -1,4 +1,6 @@
-//! The PostgreSQL backend, for several runnerhub instances sharing one database.
+//! The PostgreSQL backend: runnerhub's state in a database server (backups, replicas, the
+//! tools a team already runs). One daemon serves from a database at a time
+//! (`serving_lock.rs`); instances sharing one queue (DESIGN.md §9) need job claims first.
 //!
 //! The same tables and the same answers as [`super::sqlite::SqliteStore`] (the contract test
 //! `tests/store_contract.rs` runs one set of scenarios against both). A COMMIT here is durable
@@ -15,6 +17,7 @@
 //! job queries of the snapshot in `postgres_live.rs`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,9 +42,22 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// conflict, which only concurrent instances writing the same rows cause.
 const TRANSIENT_ATTEMPTS: u32 = 3;
 
+/// How often `maintain` checks that the session holding the serving lock is still there.
+const SERVING_LOCK_CHECK: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct PostgresStore {
     pub(super) pool: PgPool,
+    options: PgConnectOptions,
+    serving: Arc<tokio::sync::Mutex<ServingLock>>,
+}
+
+/// The session that holds the advisory lock, while this process serves.
+#[derive(Default)]
+struct ServingLock {
+    instance: Option<String>,
+    session: Option<sqlx::PgConnection>,
+    checked: Option<std::time::Instant>,
 }
 
 impl PostgresStore {
@@ -56,9 +72,45 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            options,
+            serving: Arc::default(),
+        })
+    }
+
+    /// Takes the serving lock again if its session died (a server restart ends it). Another
+    /// instance may have taken it meanwhile; that is logged loudly, since both now launch
+    /// runners.
+    async fn keep_serving_lock(&self) {
+        let mut lock = self.serving.lock().await;
+        let Some(instance) = lock.instance.clone() else {
+            return; // not serving (`runnerhub migrate`, tests)
+        };
+        if lock
+            .checked
+            .is_some_and(|at| at.elapsed() < SERVING_LOCK_CHECK)
+        {
+            return;
+        }
+        lock.checked = Some(std::time::Instant::now());
+        if let Some(session) = lock.session.as_mut() {
+            if super::serving_lock::postgres_lock_alive(session).await {
+                return;
+            }
+            lock.session = None;
+        }
+        match super::serving_lock::lock_postgres(&self.options, &instance).await {
+            Ok(session) => {
+                tracing::warn!(
+                    "the database session holding the serving lock was lost; took it again"
+                );
+                lock.session = Some(session);
+            }
+            Err(error) => tracing::error!(%error, "lost the serving lock and cannot take it again"),
+        }
     }
 }
 
@@ -171,6 +223,20 @@ impl Store for PostgresStore {
         // sqlx's migrator holds an advisory lock meanwhile: instances starting together take
         // turns, and the later ones find nothing left to apply.
         MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn maintain(&self) -> StoreResult<()> {
+        self.keep_serving_lock().await;
+        Ok(())
+    }
+
+    async fn lock_for_serving(&self, instance: &str) -> StoreResult<()> {
+        let session = super::serving_lock::lock_postgres(&self.options, instance).await?;
+        let mut lock = self.serving.lock().await;
+        lock.instance = Some(instance.to_owned());
+        lock.session = Some(session);
+        lock.checked = Some(std::time::Instant::now());
         Ok(())
     }
 

@@ -46,6 +46,9 @@ pub struct SqliteStore {
     pub(super) read: SqlitePool,
     pub(super) wal: Arc<WalSync>,
     pub(super) checkpoints: Arc<CheckpointState>,
+    /// The database file, and the lock file held while this process serves from it.
+    path: std::path::PathBuf,
+    serving: Arc<std::sync::Mutex<Option<std::fs::File>>>,
 }
 
 impl SqliteStore {
@@ -62,7 +65,8 @@ impl SqliteStore {
             // multi-row insert's statement journal past 64 KiB was a file created and
             // unlinked per batch, metadata writes on the disk whose fsyncs acks wait on.
             .pragma("temp_store", "MEMORY");
-        let wal = Arc::new(WalSync::start(options.get_filename()).map_err(sqlx::Error::Io)?);
+        let path = options.get_filename().to_owned();
+        let wal = Arc::new(WalSync::start(&path).map_err(sqlx::Error::Io)?);
         // Checkpoints run from `maintain`, not inside commits (see `sqlite_checkpoint`); the
         // automatic one is only a backstop.
         // The write connection lives as long as the store: closing the last connection
@@ -81,6 +85,8 @@ impl SqliteStore {
             .connect_with(options.read_only(false))
             .await?;
         Ok(SqliteStore {
+            path,
+            serving: Arc::default(),
             write,
             read,
             wal,
@@ -182,6 +188,12 @@ impl Store for SqliteStore {
 
     async fn maintain(&self) -> StoreResult<()> {
         self.checkpoint().await
+    }
+
+    async fn lock_for_serving(&self, instance: &str) -> StoreResult<()> {
+        let file = super::serving_lock::lock_sqlite_file(&self.path, instance)?;
+        *self.serving.lock().expect("not poisoned") = Some(file);
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -67,18 +67,26 @@ pub fn test_config_without_pools(dir: &Path) -> Config {
 }
 
 fn config_with_pools(dir: &Path, pools: &str) -> Config {
+    config_on(&format!("sqlite://{}/runnerhub.db", dir.display()), pools)
+}
+
+/// [`test_config_without_pools`] on the database at `url` (a PostgreSQL test database, say).
+pub fn test_config_on_database(url: &str) -> Config {
+    config_on(url, "")
+}
+
+fn config_on(database_url: &str, pools: &str) -> Config {
     let text = format!(
         r#"
         [server]
         shutdown_grace = "0s"
         [database]
-        url = "sqlite://{}/runnerhub.db"
+        url = "{database_url}"
         [github]
         api_url = "http://127.0.0.1:9"
         token = "test-token"
         {pools}
-        "#,
-        dir.display()
+        "#
     );
     let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
     Config::from_toml_with_env(&text, Path::new("test.toml"), &env).expect("test config")

@@ -1,0 +1,133 @@
+//! One serving daemon per database.
+//!
+//! Two daemons on one database would both process every delivery and both launch a runner for
+//! every job. Until instances share the work (claims on jobs, DESIGN.md §9), the second one
+//! refuses to start and says who holds the database. The lock belongs to the process: the
+//! kernel (SQLite's lock file) or the server (PostgreSQL's session advisory lock) lets go of it
+//! when the process dies, `kill -9` included, so a restart never waits for a stale lock.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+
+use super::{StoreError, StoreResult};
+
+/// The key of the PostgreSQL advisory lock ("runh"); advisory locks are per database, so
+/// other databases on the same server are not affected.
+const ADVISORY_KEY: i64 = 0x7275_6e68;
+
+/// Holds `<database>.lock` locked for the life of the process.
+pub(super) fn lock_sqlite_file(database: &Path, instance: &str) -> StoreResult<File> {
+    let path = lock_path(database);
+    let in_use =
+        |detail: String| StoreError::InUse(format!("database {}: {detail}", database.display()));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| in_use(format!("cannot open lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(in_use(format!(
+                "in use: another runnerhub serves from it ({})",
+                holder.trim()
+            )));
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(in_use(format!("cannot lock {}: {e}", path.display())));
+        }
+    }
+    // Who holds it, for the message the next one prints; the lock is what counts.
+    let holder = format!("instance {instance}, pid {}\n", std::process::id());
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(holder.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, path = %path.display(), "cannot note the holder in the lock file");
+    }
+    Ok(file)
+}
+
+fn lock_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the advisory lock on a connection of its own, which must stay open: the lock lives
+/// as long as that session.
+pub(super) async fn lock_postgres(
+    options: &PgConnectOptions,
+    instance: &str,
+) -> StoreResult<PgConnection> {
+    // The application name is how the next instance learns who holds the lock.
+    let mut conn = options
+        .clone()
+        .application_name(&format!("runnerhub {instance}"))
+        .connect()
+        .await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(ADVISORY_KEY)
+        .fetch_one(&mut conn)
+        .await?;
+    if locked {
+        return Ok(conn);
+    }
+    let holder: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT a.application_name, host(a.client_addr) \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(ADVISORY_KEY)
+    .fetch_optional(&mut conn)
+    .await?;
+    let _ = conn.close().await;
+    let holder = match holder {
+        Some((name, address)) => format!(
+            "{} from {}",
+            name.filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "an unnamed session".into()),
+            address.unwrap_or_else(|| "a local socket".into())
+        ),
+        None => "a session that has just let go; try again".into(),
+    };
+    Err(StoreError::InUse(format!(
+        "database {}: in use: another runnerhub serves from it ({holder})",
+        options.get_database().unwrap_or("(default)")
+    )))
+}
+
+/// Whether the lock's session is still there (it is gone if the server restarted).
+pub(super) async fn postgres_lock_alive(conn: &mut PgConnection) -> bool {
+    conn.ping().await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_and_told_who_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("runnerhub.db");
+        let first = lock_sqlite_file(&db, "alpha").unwrap();
+        let refused = lock_sqlite_file(&db, "beta").unwrap_err().to_string();
+        assert!(refused.contains("instance alpha"), "{refused}");
+        assert!(
+            refused.contains(&std::process::id().to_string()),
+            "{refused}"
+        );
+        drop(first);
+        lock_sqlite_file(&db, "beta").expect("free once the first let go");
+    }
+}
