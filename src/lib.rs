@@ -14,7 +14,7 @@
 //! - [`http`]: routers per resource, the error envelope, bearer-token guard, the live feed
 //!   (`ws`, `snapshot`) and the embedded dashboard.
 //! - [`scheduler`]: the task that owns job state; the delivery processor.
-//! - [`store`]: the `Store` trait and its SQLite backend.
+//! - [`store`]: the `Store` trait and its SQLite and PostgreSQL backends.
 //! - [`telemetry`]: logging setup.
 //! - [`webhook`]: delivery checks, signature, payload decoding, group-commit ingest.
 
