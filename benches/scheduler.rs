@@ -60,6 +60,14 @@ impl GithubApi for InstantGithub {
         })
     }
 
+    async fn active_jobs(&self, _: &RunnerScope) -> Result<Vec<serde_json::Value>, GithubError> {
+        Ok(Vec::new())
+    }
+
+    async fn job(&self, _: &RunnerScope, _: i64) -> Result<Option<serde_json::Value>, GithubError> {
+        Ok(None)
+    }
+
     async fn list_runners(&self, _: &RunnerScope) -> Result<Vec<RegisteredRunner>, GithubError> {
         let now = Instant::now();
         let runners = self.runners.lock().unwrap().clone();

@@ -216,13 +216,23 @@ pub async fn run_with(
         .context("cannot start the live event log")?;
     let config = Arc::new(config);
     let (config_updates, _) = watch::channel(config.clone());
+    let github = match options.github.take() {
+        Some(github) => github,
+        None => github_client(&config)?,
+    };
+    if !config.pools.is_empty() {
+        tracker.spawn(crate::scheduler::catch_up::run(
+            store.clone(),
+            github.clone(),
+            stored.clone(),
+            config_updates.subscribe(),
+            background.clone(),
+        ));
+    }
     let scheduler = crate::scheduler::start(
         SchedulerDeps {
             store: store.clone(),
-            github: match options.github.take() {
-                Some(github) => github,
-                None => github_client(&config)?,
-            },
+            github,
             docker: options
                 .docker
                 .take()

@@ -184,6 +184,11 @@ pub struct GithubConfig {
     pub organization: Option<String>,
     /// Runner group of registered runners. Default 1 (Default group).
     pub runner_group_id: u64,
+    /// How often to ask GitHub for the jobs of known repositories, to catch up on deliveries
+    /// that never arrived (GitHub does not retry one that failed, e.g. while the daemon was
+    /// down). Also once shortly after start. Default `5m`; `0s` turns it off. Only with pools.
+    #[serde(with = "duration_str")]
+    pub catch_up_interval: Duration,
 }
 
 impl Default for GithubConfig {
@@ -199,6 +204,7 @@ impl Default for GithubConfig {
             registration: Registration::Repository,
             organization: None,
             runner_group_id: 1,
+            catch_up_interval: Duration::from_secs(300),
         }
     }
 }

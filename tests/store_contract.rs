@@ -493,6 +493,14 @@ async fn job_queries_filter_order_and_page() {
         let pending = store.pending_jobs(Some("octo/app"), 2).await.unwrap();
         assert_eq!(ids(&pending, |j| j.id), vec![2, 7]);
 
+        let recent = store.job_repositories_since(at(600), 10).await.unwrap();
+        assert_eq!(recent, vec!["octo/lib"]);
+        let recent = store.job_repositories_since(at(0), 10).await.unwrap();
+        assert_eq!(recent, vec!["octo/app", "octo/lib"]);
+        let recent = store.job_repositories_since(at(0), 1).await.unwrap();
+        assert_eq!(recent, vec!["octo/app"]);
+        seen.note("repositories since 0 ms", &recent);
+
         let active = store.jobs_active_since(at(450), None, 10).await.unwrap();
         assert_eq!(ids(&active, |j| j.id), vec![5, 4]);
         seen.note("active since 450 ms", &active);

@@ -52,6 +52,11 @@ impl JobStatus {
         }
     }
 
+    /// Further along than `other` (queued and waiting are level).
+    pub fn is_ahead_of(self, other: JobStatus) -> bool {
+        self.rank() > other.rank()
+    }
+
     /// Waiting for a runner (queued or waiting for approval).
     pub fn is_pending(self) -> bool {
         self.rank() == 0

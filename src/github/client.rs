@@ -7,6 +7,7 @@ use chrono::Utc;
 use rand::Rng;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT};
 use reqwest::{Method, StatusCode};
+use serde_json::Value;
 
 use super::auth::{AppAuth, Auth, InstallationToken};
 use super::rate_limit::{RateLimitSnapshot, rate_limit_wait};
@@ -32,6 +33,15 @@ pub trait GithubApi: Send + Sync + 'static {
     /// Every runner registered in the scope (all pages).
     async fn list_runners(&self, scope: &RunnerScope)
     -> Result<Vec<RegisteredRunner>, GithubError>;
+    /// The jobs of the repository's runs that are queued, waiting or in progress, as GitHub's
+    /// REST job objects (the same shape as a `workflow_job` delivery's `workflow_job`).
+    async fn active_jobs(&self, repository: &RunnerScope) -> Result<Vec<Value>, GithubError>;
+    /// One job as a REST job object; `None` when GitHub does not know it (any more).
+    async fn job(
+        &self,
+        repository: &RunnerScope,
+        job_id: i64,
+    ) -> Result<Option<Value>, GithubError>;
 }
 
 /// How hard the client tries before giving up. The defaults keep one call under 30 s: at most
@@ -422,6 +432,63 @@ impl GithubApi for GithubClient {
             }
         }
         Ok(runners)
+    }
+
+    async fn active_jobs(&self, repository: &RunnerScope) -> Result<Vec<Value>, GithubError> {
+        let prefix = repository.api_path();
+        let mut jobs = Vec::new();
+        for status in ACTIVE_RUN_STATUSES {
+            let query = [
+                ("status", status.to_string()),
+                ("per_page", PER_PAGE.to_string()),
+            ];
+            let runs: WireRunList = self
+                .get_json("list_runs", &format!("{prefix}/actions/runs"), &query)
+                .await?;
+            for run in runs.workflow_runs {
+                let query = [("per_page", PER_PAGE.to_string())];
+                let path = format!("{prefix}/actions/runs/{}/jobs", run.id);
+                let list: WireJobList = self.get_json("list_run_jobs", &path, &query).await?;
+                jobs.extend(list.jobs);
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn job(
+        &self,
+        repository: &RunnerScope,
+        job_id: i64,
+    ) -> Result<Option<Value>, GithubError> {
+        let path = format!("{}/actions/jobs/{job_id}", repository.api_path());
+        match self.get_json("get_job", &path, &[]).await {
+            Ok(job) => Ok(Some(job)),
+            Err(GithubError::NotFound(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Run statuses whose jobs may still change. One page of each (100 runs) per call: catching
+/// up is periodic, and a backlog beyond that is caught on the next pass as runs finish.
+const ACTIVE_RUN_STATUSES: [&str; 3] = ["queued", "waiting", "in_progress"];
+const PER_PAGE: usize = 100;
+
+impl GithubClient {
+    /// A GET whose 200 body is decoded as `T`; any other status is an error.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, GithubError> {
+        let resp = self
+            .request(endpoint, Method::GET, path, query, None)
+            .await?;
+        if resp.status != 200 {
+            return Err(error_for(&resp));
+        }
+        decode(&resp)
     }
 }
 

@@ -210,6 +210,23 @@ pub(crate) struct WireInstallationToken {
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// `GET …/actions/runs`: only the ids are read.
+#[derive(Deserialize)]
+pub(crate) struct WireRunList {
+    pub workflow_runs: Vec<WireRunId>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WireRunId {
+    pub id: i64,
+}
+
+/// `GET …/actions/runs/{id}/jobs`: the jobs are kept whole, to be read as a delivery would be.
+#[derive(Deserialize)]
+pub(crate) struct WireJobList {
+    pub jobs: Vec<serde_json::Value>,
+}
+
 /// Stands in for the client when no credentials are configured (and no pool needs them).
 pub struct NoCredentials;
 
@@ -228,6 +245,18 @@ impl crate::github::GithubApi for NoCredentials {
     }
 
     async fn list_runners(&self, _: &RunnerScope) -> Result<Vec<RegisteredRunner>, GithubError> {
+        Err(GithubError::Unauthorized(
+            "no GitHub credentials configured".into(),
+        ))
+    }
+
+    async fn active_jobs(&self, _: &RunnerScope) -> Result<Vec<serde_json::Value>, GithubError> {
+        Err(GithubError::Unauthorized(
+            "no GitHub credentials configured".into(),
+        ))
+    }
+
+    async fn job(&self, _: &RunnerScope, _: i64) -> Result<Option<serde_json::Value>, GithubError> {
         Err(GithubError::Unauthorized(
             "no GitHub credentials configured".into(),
         ))

@@ -2,6 +2,7 @@
 //! priority queue, launches and tears down runners, and reconciles with Docker and GitHub.
 
 mod actor;
+pub mod catch_up;
 pub mod handle;
 pub mod launcher;
 mod launching;

@@ -166,6 +166,14 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs not yet started (queued or waiting), highest priority first, then oldest.
     async fn pending_jobs(&self, repository: Option<&str>, limit: u32) -> StoreResult<Vec<Job>>;
 
+    /// Repositories of the jobs updated at or after `since`, by name, at most `limit`: where
+    /// catching up on missed deliveries looks.
+    async fn job_repositories_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>>;
+
     /// Jobs that started or completed at or after `since` (for headline numbers).
     async fn jobs_active_since(
         &self,

@@ -498,6 +498,20 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<Job>> {
         self.pg_jobs_active_since(since, repository, limit).await
     }
+
+    async fn job_repositories_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT repository FROM jobs WHERE updated_at >= $1 ORDER BY repository LIMIT $2",
+        )
+        .bind(since)
+        .bind(sql_count(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }
 
 /// `AND repository = $n AND event = $m` for the filters that are set.

@@ -520,6 +520,14 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Job>> {
         self.sql_jobs_active_since(since, repository, limit).await
     }
+
+    async fn job_repositories_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        self.sql_job_repositories_since(since, limit).await
+    }
 }
 
 /// `AND repository = ? AND event = ?` for the filters that are set.

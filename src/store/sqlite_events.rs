@@ -159,4 +159,18 @@ impl SqliteStore {
         let rows = query.build().fetch_all(&self.read).await?;
         rows.iter().map(job_from_row).collect()
     }
+
+    pub(super) async fn sql_job_repositories_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT repository FROM jobs WHERE updated_at >= ? ORDER BY repository LIMIT ?",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
 }

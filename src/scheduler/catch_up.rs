@@ -1,0 +1,234 @@
+//! Catching up on deliveries that never arrived.
+//!
+//! GitHub does not retry a failed delivery: whatever it sent while the daemon was down, or
+//! lost on the way, is gone unless someone asks. So every `github.catch_up_interval` (and once
+//! shortly after start) this asks GitHub for the queued, waiting and running jobs of the
+//! repositories runnerhub has seen jobs from, and for each job whose state GitHub has ahead of
+//! runnerhub's (unknown, queued → in progress, → completed) writes the delivery that went
+//! missing into the durable log, as GitHub would have sent it. The processor then handles it
+//! like any other: same state machine, same runners, same audit trail. Their GUIDs say where
+//! they came from (`catch-up:<job>:<status>`), which also makes each one happen once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::domain::{Job, JobStatus};
+use crate::github::{GithubApi, GithubClient, RunnerScope};
+use crate::store::{JobFilter, Store};
+use crate::webhook::intake::NewDelivery;
+use crate::webhook::payload_codec::Payload;
+
+/// The first pass after start: soon, but after the scheduler has restored its state.
+const FIRST_PASS_AFTER: Duration = Duration::from_secs(5);
+/// Repositories with a job updated this recently are looked at: GitHub keeps deliveries for
+/// redelivery 3 days, and a job older than this is past saving by a runner anyway.
+const LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::days(3);
+/// Bounds on the API calls of one pass (GitHub's rate limit is 5,000 an hour for a token).
+const MAX_REPOSITORIES: u32 = 50;
+/// Open jobs of one repository asked about one by one when GitHub no longer lists them.
+const MAX_LOOKUPS_PER_REPOSITORY: u32 = 20;
+
+/// Runs passes until `shutdown`. Not started without pools: no credentials are required then.
+pub async fn run(
+    store: Arc<dyn Store>,
+    mut github: Arc<dyn GithubApi>,
+    wake: Arc<Notify>,
+    mut config: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) {
+    let mut next = tokio::time::Instant::now() + FIRST_PASS_AFTER;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+            Ok(()) = config.changed() => {
+                // New credentials apply to the next pass, as for the scheduler.
+                let current = config.borrow_and_update().clone();
+                if let Ok(client) = GithubClient::from_config(&current.github) {
+                    github = Arc::new(client);
+                }
+                continue;
+            }
+        }
+        let interval = config.borrow().github.catch_up_interval;
+        if interval.is_zero() {
+            next = tokio::time::Instant::now() + Duration::from_secs(60); // off; look again later
+            continue;
+        }
+        match catch_up(store.as_ref(), github.as_ref()).await {
+            Ok(0) => tracing::debug!("catch-up: nothing missed"),
+            Ok(made_up) => {
+                tracing::warn!(
+                    made_up,
+                    "catch-up: recorded job changes whose deliveries never arrived"
+                );
+                wake.notify_one();
+            }
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "catch-up pass failed"),
+        }
+        next = tokio::time::Instant::now() + interval;
+    }
+}
+
+/// One pass; returns how many missed deliveries it recorded.
+pub async fn catch_up(store: &dyn Store, github: &dyn GithubApi) -> anyhow::Result<usize> {
+    let since = Utc::now() - LOOKBACK;
+    let mut missed = Vec::new();
+    for repository in store
+        .job_repositories_since(since, MAX_REPOSITORIES)
+        .await?
+    {
+        let Some(scope) = RunnerScope::repository(&repository) else {
+            continue;
+        };
+        match missed_in(store, github, &repository, &scope).await {
+            Ok(found) => missed.extend(found),
+            // One repository's failure (gone, no access, rate limit) must not stop the rest.
+            Err(error) => tracing::warn!(
+                %repository,
+                error = format!("{error:#}"),
+                "catch-up: cannot compare this repository's jobs with GitHub"
+            ),
+        }
+    }
+    if missed.is_empty() {
+        return Ok(0);
+    }
+    let outcomes = store.insert_deliveries(&missed).await?;
+    Ok(outcomes
+        .iter()
+        .filter(|o| matches!(o, crate::store::InsertOutcome::Stored { .. }))
+        .count())
+}
+
+/// The deliveries of one repository that GitHub's answers show were missed.
+async fn missed_in(
+    store: &dyn Store,
+    github: &dyn GithubApi,
+    repository: &str,
+    scope: &RunnerScope,
+) -> anyhow::Result<Vec<NewDelivery>> {
+    let active = github.active_jobs(scope).await?;
+    let ids: Vec<i64> = active.iter().filter_map(job_id).collect();
+    let known: HashMap<i64, JobStatus> = store
+        .jobs_by_id(&ids)
+        .await?
+        .into_iter()
+        .map(|j| (j.id, j.status))
+        .collect();
+    let mut missed: Vec<NewDelivery> = active
+        .iter()
+        .filter_map(|job| missed_delivery(repository, job, known.get(&job_id(job)?).copied()))
+        .collect();
+
+    // Jobs runnerhub still has open that GitHub no longer lists as active: they finished (or
+    // their run was cancelled) and the `completed` delivery was lost.
+    let listed: HashSet<i64> = ids.into_iter().collect();
+    for job in open_jobs(store, repository).await? {
+        if listed.contains(&job.id) {
+            continue;
+        }
+        if let Some(at_github) = github.job(scope, job.id).await?
+            && let Some(delivery) = missed_delivery(repository, &at_github, Some(job.status))
+        {
+            missed.push(delivery);
+        }
+    }
+    Ok(missed)
+}
+
+/// Queued, waiting and running jobs of the repository, oldest first, up to the lookup bound.
+async fn open_jobs(store: &dyn Store, repository: &str) -> anyhow::Result<Vec<Job>> {
+    let mut open = store
+        .pending_jobs(Some(repository), MAX_LOOKUPS_PER_REPOSITORY)
+        .await?;
+    let running = store
+        .list_jobs(&JobFilter {
+            status: Some(JobStatus::InProgress),
+            repository: Some(repository.to_owned()),
+            limit: MAX_LOOKUPS_PER_REPOSITORY,
+            offset: 0,
+        })
+        .await?;
+    open.extend(running.items);
+    open.truncate(MAX_LOOKUPS_PER_REPOSITORY as usize);
+    Ok(open)
+}
+
+fn job_id(job: &Value) -> Option<i64> {
+    job.get("id")?.as_i64()
+}
+
+/// GitHub's REST status as the webhook action that reports it. `requested` and `pending`
+/// come before `queued` in GitHub's own lifecycle: nothing for runnerhub to do yet.
+fn status_of(job: &Value) -> Option<JobStatus> {
+    JobStatus::parse(job.get("status")?.as_str()?)
+}
+
+/// The `workflow_job` delivery that would have told runnerhub what GitHub knows of `job`,
+/// when GitHub is ahead of `ours`.
+fn missed_delivery(repository: &str, job: &Value, ours: Option<JobStatus>) -> Option<NewDelivery> {
+    let id = job_id(job)?;
+    let status = status_of(job)?;
+    if ours.is_some_and(|ours| !status.is_ahead_of(ours)) {
+        return None;
+    }
+    let payload = json!({
+        "action": status.as_str(),
+        "workflow_job": job,
+        "repository": {"full_name": repository},
+    });
+    Some(NewDelivery {
+        delivery_id: format!("catch-up:{id}:{}", status.as_str()),
+        event: "workflow_job".into(),
+        action: Some(status.as_str().into()),
+        repository: Some(repository.to_owned()),
+        payload: Payload::compress(&payload.to_string()),
+        // Not a webhook, but as trustworthy: runnerhub asked GitHub's API itself.
+        signature_valid: true,
+        received_at: Utc::now(),
+        settled: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rest_job(id: i64, status: &str) -> Value {
+        json!({"id": id, "run_id": 9, "name": "build", "status": status, "labels": ["self-hosted"]})
+    }
+
+    #[test]
+    fn only_jobs_github_has_ahead_are_made_up() {
+        let queued = rest_job(1, "queued");
+        assert!(
+            missed_delivery("o/r", &queued, None).is_some(),
+            "unknown job"
+        );
+        assert!(missed_delivery("o/r", &queued, Some(JobStatus::Queued)).is_none());
+        assert!(missed_delivery("o/r", &queued, Some(JobStatus::InProgress)).is_none());
+        let done = rest_job(1, "completed");
+        let made = missed_delivery("o/r", &done, Some(JobStatus::InProgress)).unwrap();
+        assert_eq!(made.delivery_id, "catch-up:1:completed");
+        assert_eq!(made.action.as_deref(), Some("completed"));
+        assert!(missed_delivery("o/r", &rest_job(1, "requested"), None).is_none());
+    }
+
+    #[test]
+    fn a_made_up_delivery_reads_like_githubs() {
+        let made = missed_delivery("o/r", &rest_job(7, "in_progress"), None).unwrap();
+        let text = made.payload.text().unwrap();
+        let observed = crate::webhook::payload::workflow_job(&text).unwrap();
+        assert_eq!(observed.id, 7);
+        assert_eq!(observed.action, JobStatus::InProgress);
+        assert_eq!(observed.repository, "o/r");
+    }
+}
