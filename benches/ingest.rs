@@ -1,7 +1,8 @@
 //! Webhook ingest load: signed ~7 KB `workflow_job` deliveries over loopback, durable acks.
 //!
 //! `cargo bench --bench ingest` (options: `-- --seconds N --steady-seconds N --connections N
-//! --rate N --random-guids --slow-timeline`). Delivery GUIDs are time-based UUIDs like
+//! --rate N --random-guids --slow-timeline --postgres SERVER_URL`; with `--postgres` the daemon
+//! runs on a fresh database made on that server and dropped after). Delivery GUIDs are time-based UUIDs like
 //! GitHub's, so they arrive nearly in index order; `--random-guids` uses random (v4) ones
 //! instead, the worst case for the unique index (every insert lands on a different page).
 //! Phase 1 saturates with N closed-loop connections for `--seconds` (acks/s, p50/p99). Phase 2
@@ -41,6 +42,8 @@ struct Args {
     rate: u64,
     random_guids: bool,
     slow_timeline: bool,
+    /// A PostgreSQL server to run on instead of SQLite (a fresh database is made there).
+    postgres: Option<String>,
 }
 
 fn args() -> Args {
@@ -51,6 +54,7 @@ fn args() -> Args {
         rate: 1000,
         random_guids: false,
         slow_timeline: false,
+        postgres: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -63,6 +67,7 @@ fn args() -> Args {
             "--rate" => a.rate = value().expect("--rate N"),
             "--random-guids" => a.random_guids = true,
             "--slow-timeline" => a.slow_timeline = true,
+            "--postgres" => a.postgres = Some(argv[i + 1].clone()),
             _ => {} // cargo bench passes --bench
         }
         i += 1;
@@ -183,10 +188,12 @@ fn main() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
     report_disk_before_run(dir.path());
-    let config_text = format!(
-        "[database]\nurl = \"sqlite://{}/bench.db\"\n",
-        dir.path().display()
-    );
+    let postgres = args.postgres.as_deref().map(BenchDatabase::create);
+    let database_url = match &postgres {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}/bench.db", dir.path().display()),
+    };
+    let config_text = format!("[database]\nurl = \"{database_url}\"\n");
     let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
     let config =
         Config::from_toml_with_env(&config_text, std::path::Path::new("bench"), &env).unwrap();
@@ -235,6 +242,66 @@ fn main() {
     });
     shutdown.cancel();
     server_rt.block_on(server).unwrap().unwrap();
+    if let Some(db) = postgres {
+        db.drop_now();
+    }
+}
+
+/// A database of its own on the `--postgres` server for one run, dropped after it.
+struct BenchDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    fn create(server: &str) -> BenchDatabase {
+        let name = format!("rh_bench_{}", uuid::Uuid::new_v4().simple());
+        admin(server, &format!("CREATE DATABASE {name}"));
+        // The server URL with its database (the path) replaced.
+        let (base, query) = server.split_once('?').unwrap_or((server, ""));
+        let (scheme, rest) = base.split_once("://").expect("--postgres postgres://…");
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        let url = format!("{scheme}://{authority}/{name}{query}");
+        BenchDatabase {
+            server: server.to_owned(),
+            name,
+            url,
+        }
+    }
+
+    fn drop_now(self) {
+        admin(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn admin(server: &str, sql: &str) {
+    use sqlx::{Connection, Executor};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(server)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "--postgres {}: {e}",
+                    runnerhub::config::redact_url_password(server)
+                )
+            });
+        conn.execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
 }
 
 /// Flushes what the system holds, probes the disk for a few seconds and prints what it saw,
