@@ -467,16 +467,16 @@ async fn job_queries_filter_order_and_page() {
         let page = store.list_jobs(&queued_app).await.unwrap();
         assert_eq!((page.total, ids(&page.items, |j| j.id)), (4, vec![2, 6]));
         seen.note("queued in octo/app, 2 from 1", &page);
-        seen.note(
-            "past the end",
-            &store
-                .list_jobs(&JobFilter {
-                    offset: 100,
-                    ..Default::default()
-                })
-                .await
-                .unwrap(),
-        );
+        let past_the_end = store
+            .list_jobs(&JobFilter {
+                offset: 100,
+                ..queued_app.clone()
+            })
+            .await
+            .unwrap();
+        // No rows, but the total still counts what the filter matches.
+        assert_eq!((past_the_end.total, past_the_end.items.len()), (4, 0));
+        seen.note("past the end", &past_the_end);
         assert_eq!(
             store.job(4).await.unwrap().unwrap().status,
             JobStatus::InProgress
@@ -571,6 +571,12 @@ async fn runners_are_saved_updated_and_listed() {
             (3, two.id.as_str())
         );
         seen.note("history, 1 from 1", &page);
+        let past_the_end = RunnerFilter {
+            offset: 10,
+            ..history.clone()
+        };
+        let page = store.list_runners(&past_the_end).await.unwrap();
+        assert_eq!((page.total, page.items.len()), (3, 0));
         let removed = RunnerFilter {
             state: Some(RunnerState::Removed),
             ..Default::default()

@@ -407,21 +407,22 @@ impl Store for PostgresStore {
         let (limit, offset) = page_bounds(filter.limit, filter.offset);
         let mut query: QueryBuilder<Postgres> =
             QueryBuilder::new("SELECT *, COUNT(*) OVER () AS total FROM jobs WHERE TRUE");
-        if let Some(status) = filter.status {
-            query.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(repo) = &filter.repository {
-            query.push(" AND repository = ").push_bind(repo);
-        }
+        push_job_filter(&mut query, filter);
         query
             .push(" ORDER BY first_seen_at DESC, id DESC LIMIT ")
             .push_bind(sql_count(limit))
             .push(" OFFSET ")
             .push_bind(sql_count(offset));
         let rows = query.build().fetch_all(&self.pool).await?;
-        // As the SQLite store: the total comes with the rows, so a page past the end says 0.
         let total = match rows.first() {
             Some(row) => row.try_get("total")?,
+            // Past the end no row carries the count: ask for it alone.
+            None if offset > 0 => {
+                let mut count: QueryBuilder<Postgres> =
+                    QueryBuilder::new("SELECT COUNT(*) FROM jobs WHERE TRUE");
+                push_job_filter(&mut count, filter);
+                count.build_query_scalar().fetch_one(&self.pool).await?
+            }
             None => 0,
         };
         let items = rows.iter().map(job_from_row).collect::<StoreResult<_>>()?;
@@ -544,5 +545,15 @@ impl PostgresStore {
             QueryBuilder::new("SELECT COUNT(*) FROM webhook_events WHERE TRUE");
         push_event_filter(&mut query, filter);
         Ok(query.build_query_scalar().fetch_one(&self.pool).await?)
+    }
+}
+
+/// `AND status = $n AND repository = $m` for the job filters that are set.
+fn push_job_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a JobFilter) {
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(repo) = &filter.repository {
+        query.push(" AND repository = ").push_bind(repo);
     }
 }

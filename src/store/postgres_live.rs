@@ -105,15 +105,7 @@ impl PostgresStore {
         let (limit, offset) = super::page_bounds(filter.limit, filter.offset);
         let mut query: QueryBuilder<Postgres> =
             QueryBuilder::new("SELECT *, COUNT(*) OVER () AS total FROM runners WHERE TRUE");
-        if let Some(state) = filter.state {
-            query.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(pool) = &filter.pool {
-            query.push(" AND pool = ").push_bind(pool);
-        }
-        if !filter.include_removed && filter.state.is_none() {
-            query.push(" AND state <> 'removed'");
-        }
+        push_runner_filter(&mut query, filter);
         query
             .push(" ORDER BY created_at DESC LIMIT ")
             .push_bind(sql_count(limit))
@@ -122,6 +114,13 @@ impl PostgresStore {
         let rows = query.build().fetch_all(&self.pool).await?;
         let total = match rows.first() {
             Some(row) => row.try_get("total")?,
+            // Past the end no row carries the count: ask for it alone.
+            None if offset > 0 => {
+                let mut count: QueryBuilder<Postgres> =
+                    QueryBuilder::new("SELECT COUNT(*) FROM runners WHERE TRUE");
+                push_runner_filter(&mut count, filter);
+                count.build_query_scalar().fetch_one(&self.pool).await?
+            }
             None => 0,
         };
         let items = rows
@@ -295,5 +294,18 @@ impl PostgresStore {
             .push_bind(sql_count(limit));
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(job_from_row).collect()
+    }
+}
+
+/// The runner filters that are set, as `AND …` clauses.
+fn push_runner_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a RunnerFilter) {
+    if let Some(state) = filter.state {
+        query.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(pool) = &filter.pool {
+        query.push(" AND pool = ").push_bind(pool);
+    }
+    if !filter.include_removed && filter.state.is_none() {
+        query.push(" AND state <> 'removed'");
     }
 }

@@ -428,12 +428,7 @@ impl Store for SqliteStore {
         let (limit, offset) = page_bounds(filter.limit, filter.offset);
         let mut query: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT *, COUNT(*) OVER () AS total FROM jobs WHERE 1 = 1");
-        if let Some(status) = filter.status {
-            query.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(repo) = &filter.repository {
-            query.push(" AND repository = ").push_bind(repo);
-        }
+        push_job_filter(&mut query, filter);
         query
             .push(" ORDER BY first_seen_at DESC, id DESC LIMIT ")
             .push_bind(limit)
@@ -442,6 +437,13 @@ impl Store for SqliteStore {
         let rows = query.build().fetch_all(&self.read).await?;
         let total = match rows.first() {
             Some(row) => row.try_get("total")?,
+            // Past the end no row carries the count: ask for it alone.
+            None if offset > 0 => {
+                let mut count: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("SELECT COUNT(*) FROM jobs WHERE 1 = 1");
+                push_job_filter(&mut count, filter);
+                count.build_query_scalar().fetch_one(&self.read).await?
+            }
             None => 0,
         };
         let items = rows.iter().map(job_from_row).collect::<StoreResult<_>>()?;
@@ -588,5 +590,15 @@ impl SqliteStore {
             QueryBuilder::new("SELECT COUNT(*) FROM webhook_events WHERE 1 = 1");
         push_event_filter(&mut query, filter);
         Ok(query.build_query_scalar().fetch_one(&self.read).await?)
+    }
+}
+
+/// `AND status = ? AND repository = ?` for the job filters that are set.
+fn push_job_filter<'a>(query: &mut QueryBuilder<'a, Sqlite>, filter: &'a JobFilter) {
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(repo) = &filter.repository {
+        query.push(" AND repository = ").push_bind(repo);
     }
 }

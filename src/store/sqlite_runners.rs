@@ -94,15 +94,7 @@ impl SqliteStore {
         let (limit, offset) = super::page_bounds(filter.limit, filter.offset);
         let mut query: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT *, COUNT(*) OVER () AS total FROM runners WHERE 1 = 1");
-        if let Some(state) = filter.state {
-            query.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(pool) = &filter.pool {
-            query.push(" AND pool = ").push_bind(pool);
-        }
-        if !filter.include_removed && filter.state.is_none() {
-            query.push(" AND state <> 'removed'");
-        }
+        push_runner_filter(&mut query, filter);
         query
             .push(" ORDER BY created_at DESC LIMIT ")
             .push_bind(limit)
@@ -111,6 +103,13 @@ impl SqliteStore {
         let rows = query.build().fetch_all(self.reader()).await?;
         let total = match rows.first() {
             Some(row) => row.try_get("total")?,
+            // Past the end no row carries the count: ask for it alone.
+            None if offset > 0 => {
+                let mut count: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("SELECT COUNT(*) FROM runners WHERE 1 = 1");
+                push_runner_filter(&mut count, filter);
+                count.build_query_scalar().fetch_one(self.reader()).await?
+            }
             None => 0,
         };
         let items = rows
@@ -132,5 +131,18 @@ impl SqliteStore {
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(job_from_row).collect()
+    }
+}
+
+/// The runner filters that are set, as `AND …` clauses.
+fn push_runner_filter<'a>(query: &mut QueryBuilder<'a, Sqlite>, filter: &'a RunnerFilter) {
+    if let Some(state) = filter.state {
+        query.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(pool) = &filter.pool {
+        query.push(" AND pool = ").push_bind(pool);
+    }
+    if !filter.include_removed && filter.state.is_none() {
+        query.push(" AND state <> 'removed'");
     }
 }
