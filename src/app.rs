@@ -16,9 +16,9 @@ use crate::docker::LazyRuntime;
 use crate::events::{EventBus, Retention};
 use crate::github::{GithubApi, GithubClient};
 use crate::scheduler::{SchedulerDeps, SchedulerHandle};
-use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
 use crate::webhook::ingest::IngestQueue;
 
 /// How long in-flight requests get to finish once shutdown starts.
@@ -125,8 +125,15 @@ fn github_client(config: &Config) -> anyhow::Result<Arc<dyn GithubApi>> {
 /// Opens the configured database and applies migrations. The scheme picks the backend:
 /// `sqlite:` or `postgres:`/`postgresql:`.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store = connect_store(url).await?;
+    migrate_store(store.as_ref(), url).await?;
+    Ok(store)
+}
+
+/// Opens the configured database without touching its schema.
+async fn connect_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let shown = crate::config::redact_url_password(url);
-    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+    Ok(if url.starts_with("sqlite:") {
         Arc::new(
             SqliteStore::connect(url)
                 .await
@@ -140,12 +147,16 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         )
     } else {
         anyhow::bail!("database.url {shown}: expected sqlite://PATH or postgres://…");
-    };
-    store
-        .migrate()
-        .await
-        .with_context(|| format!("cannot apply database migrations to {shown}"))?;
-    Ok(store)
+    })
+}
+
+async fn migrate_store(store: &dyn Store, url: &str) -> anyhow::Result<()> {
+    store.migrate().await.with_context(|| {
+        format!(
+            "cannot apply database migrations to {}",
+            crate::config::redact_url_password(url)
+        )
+    })
 }
 
 /// How often the store does its housekeeping (WAL checkpoints). Often, so that each checkpoint
@@ -155,16 +166,29 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 /// (more fsyncs), 49 ms every 250 ms (larger ones); the README has the spread over more runs.
 const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
 
-async fn maintain_store(store: Arc<dyn Store>, shutdown: CancellationToken) {
+/// Runs the store's housekeeping until `shutdown`; stops the daemon (`stop_daemon`) if the
+/// database turns out to be served by another daemon meanwhile.
+async fn maintain_store(
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    stop_daemon: CancellationToken,
+) {
     let mut tick = tokio::time::interval(STORE_MAINTENANCE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        let result = tokio::select! {
+            _ = tick.tick() => store.maintain().await,
             _ = shutdown.cancelled() => return,
-        }
-        if let Err(error) = store.maintain().await {
-            tracing::warn!(%error, "database maintenance failed");
+        };
+        match result {
+            Ok(()) => {}
+            Err(StoreError::InUse(holder)) => {
+                // Two daemons on one database would both launch a runner for every job.
+                tracing::error!(%holder, "lost the database to another daemon; stopping");
+                stop_daemon.cancel();
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "database maintenance failed"),
         }
     }
 }
@@ -201,11 +225,14 @@ pub async fn run_with(
     let metrics = crate::metrics::handle();
     crate::metrics::describe(&config);
     crate::metrics::init_process_gauges();
-    let store = open_store(&config.database.url).await?;
+    // The lock first: a second daemon (say, a newer version started by mistake beside the
+    // running one) must not migrate the schema under the one that serves.
+    let store = connect_store(&config.database.url).await?;
     store
         .lock_for_serving(&config.server.instance_id)
         .await
         .context("cannot start")?;
+    migrate_store(store.as_ref(), &config.database.url).await?;
     let tracker = TaskTracker::new();
     // Background work stops only after HTTP has drained, so acknowledged writes complete.
     let background = CancellationToken::new();
@@ -244,7 +271,11 @@ pub async fn run_with(
         background.clone(),
         &tracker,
     );
-    tracker.spawn(maintain_store(store.clone(), background.clone()));
+    tracker.spawn(maintain_store(
+        store.clone(),
+        background.clone(),
+        shutdown.clone(),
+    ));
 
     let state = AppState(Arc::new(App {
         config: RwLock::new(config),
@@ -311,6 +342,8 @@ pub async fn run_with(
     {
         tracing::warn!("the live event log did not flush in time");
     }
+    // Explicitly: a task that outlived the drain deadline may still hold the store.
+    state.0.store.unlock_serving().await;
     tracing::info!("runnerhub stopped");
     Ok(())
 }

@@ -80,3 +80,22 @@ async fn the_daemon_keeps_its_state_in_postgresql_across_a_restart() {
     app.stop().await;
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn a_database_that_does_not_wait_for_the_disk_on_commit_is_refused() {
+    use sqlx::Connection;
+    let db = store_backends::TestDatabase::create().await;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {} SET synchronous_commit = off",
+        db.name
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    let error = runnerhub::app::open_store(&db.url).await.err().unwrap();
+    let error = format!("{error:#}");
+    assert!(error.contains("synchronous_commit is off"), "{error}");
+    db.drop_now().await;
+}

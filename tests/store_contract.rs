@@ -495,10 +495,11 @@ async fn job_queries_filter_order_and_page() {
 
         let recent = store.job_repositories_since(at(600), 10).await.unwrap();
         assert_eq!(recent, vec!["octo/lib"]);
+        // The most recently active first (job 5 at 700 ms, then job 4 at 500 ms).
         let recent = store.job_repositories_since(at(0), 10).await.unwrap();
-        assert_eq!(recent, vec!["octo/app", "octo/lib"]);
+        assert_eq!(recent, vec!["octo/lib", "octo/app"]);
         let recent = store.job_repositories_since(at(0), 1).await.unwrap();
-        assert_eq!(recent, vec!["octo/app"]);
+        assert_eq!(recent, vec!["octo/lib"]);
         seen.note("repositories since 0 ms", &recent);
 
         let active = store.jobs_active_since(at(450), None, 10).await.unwrap();

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::domain::{Job, JobStatus};
-use crate::github::{GithubApi, GithubClient, RunnerScope};
+use crate::github::{GithubApi, GithubClient, GithubError, RunnerScope};
 use crate::store::{JobFilter, Store};
 use crate::webhook::intake::NewDelivery;
 use crate::webhook::payload_codec::Payload;
@@ -51,8 +51,12 @@ pub async fn run(
             Ok(()) = config.changed() => {
                 // New credentials apply to the next pass, as for the scheduler.
                 let current = config.borrow_and_update().clone();
-                if let Ok(client) = GithubClient::from_config(&current.github) {
-                    github = Arc::new(client);
+                match GithubClient::from_config(&current.github) {
+                    Ok(client) => github = Arc::new(client),
+                    Err(error) => tracing::error!(
+                        error = format!("{error:#}"),
+                        "catch-up: reloaded GitHub credentials are unusable; keeping the previous ones"
+                    ),
                 }
                 continue;
             }
@@ -62,25 +66,33 @@ pub async fn run(
             next = tokio::time::Instant::now() + Duration::from_secs(60); // off; look again later
             continue;
         }
-        match catch_up(store.as_ref(), github.as_ref()).await {
+        // Cutting a pass short leaves nothing half-written: each repository's findings are
+        // one transaction.
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = catch_up(store.as_ref(), github.as_ref(), &wake) => result,
+        };
+        match result {
             Ok(0) => tracing::debug!("catch-up: nothing missed"),
-            Ok(made_up) => {
-                tracing::warn!(
-                    made_up,
-                    "catch-up: recorded job changes whose deliveries never arrived"
-                );
-                wake.notify_one();
-            }
+            Ok(made_up) => tracing::warn!(
+                made_up,
+                "catch-up: recorded job changes whose deliveries never arrived"
+            ),
             Err(error) => tracing::warn!(error = format!("{error:#}"), "catch-up pass failed"),
         }
         next = tokio::time::Instant::now() + interval;
     }
 }
 
-/// One pass; returns how many missed deliveries it recorded.
-pub async fn catch_up(store: &dyn Store, github: &dyn GithubApi) -> anyhow::Result<usize> {
+/// One pass; returns how many missed deliveries it recorded. Each repository's findings are
+/// written (and the processor woken) as soon as they are known.
+pub async fn catch_up(
+    store: &dyn Store,
+    github: &dyn GithubApi,
+    wake: &Notify,
+) -> anyhow::Result<usize> {
     let since = Utc::now() - LOOKBACK;
-    let mut missed = Vec::new();
+    let mut recorded = 0;
     for repository in store
         .job_repositories_since(since, MAX_REPOSITORIES)
         .await?
@@ -88,24 +100,51 @@ pub async fn catch_up(store: &dyn Store, github: &dyn GithubApi) -> anyhow::Resu
         let Some(scope) = RunnerScope::repository(&repository) else {
             continue;
         };
-        match missed_in(store, github, &repository, &scope).await {
-            Ok(found) => missed.extend(found),
-            // One repository's failure (gone, no access, rate limit) must not stop the rest.
-            Err(error) => tracing::warn!(
-                %repository,
-                error = format!("{error:#}"),
-                "catch-up: cannot compare this repository's jobs with GitHub"
-            ),
+        let missed = match missed_in(store, github, &repository, &scope).await {
+            Ok(missed) => missed,
+            // The rest of the pass would fail the same way, and spend calls the scheduler
+            // needs for registering runners.
+            Err(error) if stops_the_pass(&error) => {
+                return Err(anyhow::Error::new(error).context("catch-up pass stopped"));
+            }
+            // One repository's failure (gone, no access) must not stop the rest.
+            Err(error) => {
+                tracing::warn!(
+                    %repository,
+                    %error,
+                    "catch-up: cannot compare this repository's jobs with GitHub"
+                );
+                continue;
+            }
+        };
+        if missed.is_empty() {
+            continue;
         }
+        let outcomes = store.insert_deliveries(&missed).await?;
+        recorded += outcomes
+            .iter()
+            .filter(|o| matches!(o, crate::store::InsertOutcome::Stored { .. }))
+            .count();
+        wake.notify_one();
     }
-    if missed.is_empty() {
-        return Ok(0);
-    }
-    let outcomes = store.insert_deliveries(&missed).await?;
-    Ok(outcomes
-        .iter()
-        .filter(|o| matches!(o, crate::store::InsertOutcome::Stored { .. }))
-        .count())
+    Ok(recorded)
+}
+
+/// Errors after which the rest of a pass would fail the same way (and spend API calls the
+/// scheduler needs for registering runners).
+fn stops_the_pass(error: &CatchUpError) -> bool {
+    matches!(
+        error,
+        CatchUpError::Github(GithubError::RateLimited { .. } | GithubError::Unauthorized(_))
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CatchUpError {
+    #[error(transparent)]
+    Github(#[from] GithubError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// The deliveries of one repository that GitHub's answers show were missed.
@@ -114,7 +153,7 @@ async fn missed_in(
     github: &dyn GithubApi,
     repository: &str,
     scope: &RunnerScope,
-) -> anyhow::Result<Vec<NewDelivery>> {
+) -> Result<Vec<NewDelivery>, CatchUpError> {
     let active = github.active_jobs(scope).await?;
     let ids: Vec<i64> = active.iter().filter_map(job_id).collect();
     let known: HashMap<i64, JobStatus> = store
@@ -131,35 +170,50 @@ async fn missed_in(
     // Jobs runnerhub still has open that GitHub no longer lists as active: they finished (or
     // their run was cancelled) and the `completed` delivery was lost.
     let listed: HashSet<i64> = ids.into_iter().collect();
-    for job in open_jobs(store, repository).await? {
-        if listed.contains(&job.id) {
-            continue;
-        }
-        if let Some(at_github) = github.job(scope, job.id).await?
-            && let Some(delivery) = missed_delivery(repository, &at_github, Some(job.status))
-        {
-            missed.push(delivery);
+    for job in unlisted_open_jobs(store, repository, &listed).await? {
+        match github.job(scope, job.id).await {
+            Ok(Some(at_github)) => {
+                missed.extend(missed_delivery(repository, &at_github, Some(job.status)));
+            }
+            Ok(None) => {} // its run was deleted: nothing to learn
+            Err(error) => {
+                let error = CatchUpError::from(error);
+                if stops_the_pass(&error) {
+                    return Err(error);
+                }
+                // What was found so far still counts.
+                tracing::warn!(%repository, job = job.id, %error, "catch-up: cannot look up a job");
+            }
         }
     }
     Ok(missed)
 }
 
-/// Queued, waiting and running jobs of the repository, oldest first, up to the lookup bound.
-async fn open_jobs(store: &dyn Store, repository: &str) -> anyhow::Result<Vec<Job>> {
-    let mut open = store
-        .pending_jobs(Some(repository), MAX_LOOKUPS_PER_REPOSITORY)
-        .await?;
+/// Running, then queued and waiting jobs of the repository that GitHub's list of active jobs
+/// left out, up to the lookup bound. Running ones first: a lost `completed` leaves a job (and
+/// its runner's record) open for good, a lost `queued` only delays it.
+async fn unlisted_open_jobs(
+    store: &dyn Store,
+    repository: &str,
+    listed: &HashSet<i64>,
+) -> Result<Vec<Job>, CatchUpError> {
+    let fetch = MAX_LOOKUPS_PER_REPOSITORY.saturating_add(listed.len() as u32);
     let running = store
         .list_jobs(&JobFilter {
             status: Some(JobStatus::InProgress),
             repository: Some(repository.to_owned()),
-            limit: MAX_LOOKUPS_PER_REPOSITORY,
+            limit: fetch,
             offset: 0,
         })
-        .await?;
-    open.extend(running.items);
-    open.truncate(MAX_LOOKUPS_PER_REPOSITORY as usize);
-    Ok(open)
+        .await?
+        .items;
+    let pending = store.pending_jobs(Some(repository), fetch).await?;
+    Ok(running
+        .into_iter()
+        .chain(pending)
+        .filter(|job| !listed.contains(&job.id))
+        .take(MAX_LOOKUPS_PER_REPOSITORY as usize)
+        .collect())
 }
 
 fn job_id(job: &Value) -> Option<i64> {

@@ -42,6 +42,9 @@ pub enum StoreError {
     /// Another daemon serves from this database.
     #[error("{0}")]
     InUse(String),
+    /// The database is configured so that it cannot keep runnerhub's promises.
+    #[error("unsafe database configuration: {0}")]
+    Unsafe(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -60,8 +63,10 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
 
-    /// Periodic housekeeping off the request path (SQLite: WAL checkpoints). Called ten
-    /// times a second by the app; cheap when there is nothing to do.
+    /// Periodic housekeeping off the request path (SQLite: WAL checkpoints; PostgreSQL: the
+    /// serving lock's session is still there). Called ten times a second by the app; cheap
+    /// when there is nothing to do. [`StoreError::InUse`] means another daemon took the
+    /// database over: the caller must stop serving.
     async fn maintain(&self) -> StoreResult<()> {
         Ok(())
     }
@@ -70,6 +75,10 @@ pub trait Store: Send + Sync + 'static {
     /// or fails naming the one that does: two daemons on one database would both launch a
     /// runner for every job. (`runnerhub migrate` does not take it.)
     async fn lock_for_serving(&self, instance: &str) -> StoreResult<()>;
+
+    /// Lets go of what [`Store::lock_for_serving`] took (at the end of `serve`; a process that
+    /// dies lets go by itself).
+    async fn unlock_serving(&self);
 
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
@@ -166,8 +175,8 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs not yet started (queued or waiting), highest priority first, then oldest.
     async fn pending_jobs(&self, repository: Option<&str>, limit: u32) -> StoreResult<Vec<Job>>;
 
-    /// Repositories of the jobs updated at or after `since`, by name, at most `limit`: where
-    /// catching up on missed deliveries looks.
+    /// Repositories of the jobs updated at or after `since`, the most recently active first,
+    /// at most `limit`: where catching up on missed deliveries looks.
     async fn job_repositories_since(
         &self,
         since: DateTime<Utc>,

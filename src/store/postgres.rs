@@ -44,6 +44,8 @@ const TRANSIENT_ATTEMPTS: u32 = 3;
 
 /// How often `maintain` checks that the session holding the serving lock is still there.
 const SERVING_LOCK_CHECK: Duration = Duration::from_secs(10);
+/// How long one check (or one attempt to take the lock again) may take.
+const SERVING_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -74,6 +76,7 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await?;
+        refuse_asynchronous_commit(&pool).await?;
         Ok(PostgresStore {
             pool,
             options,
@@ -81,37 +84,70 @@ impl PostgresStore {
         })
     }
 
-    /// Takes the serving lock again if its session died (a server restart ends it). Another
-    /// instance may have taken it meanwhile; that is logged loudly, since both now launch
-    /// runners.
-    async fn keep_serving_lock(&self) {
+    /// Takes the serving lock again if its session died (a server restart ends it). If
+    /// another daemon took it meanwhile, that is [`StoreError::InUse`]: this one must stop.
+    /// While the server is unreachable it keeps trying, every [`SERVING_LOCK_CHECK`].
+    async fn keep_serving_lock(&self) -> StoreResult<()> {
         let mut lock = self.serving.lock().await;
         let Some(instance) = lock.instance.clone() else {
-            return; // not serving (`runnerhub migrate`, tests)
+            return Ok(()); // not serving (`runnerhub migrate`, tests)
         };
         if lock
             .checked
             .is_some_and(|at| at.elapsed() < SERVING_LOCK_CHECK)
         {
-            return;
+            return Ok(());
         }
         lock.checked = Some(std::time::Instant::now());
         if let Some(session) = lock.session.as_mut() {
-            if super::serving_lock::postgres_lock_alive(session).await {
-                return;
+            let alive = tokio::time::timeout(
+                SERVING_LOCK_TIMEOUT,
+                super::serving_lock::postgres_lock_alive(session),
+            );
+            if alive.await.unwrap_or(false) {
+                return Ok(());
             }
             lock.session = None;
         }
-        match super::serving_lock::lock_postgres(&self.options, &instance).await {
-            Ok(session) => {
+        let retake = tokio::time::timeout(
+            SERVING_LOCK_TIMEOUT,
+            super::serving_lock::lock_postgres(&self.options, &instance),
+        );
+        match retake.await {
+            Ok(Ok(session)) => {
                 tracing::warn!(
                     "the database session holding the serving lock was lost; took it again"
                 );
                 lock.session = Some(session);
+                Ok(())
             }
-            Err(error) => tracing::error!(%error, "lost the serving lock and cannot take it again"),
+            Ok(Err(StoreError::InUse(holder))) => Err(StoreError::InUse(holder)),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "lost the serving lock's session; cannot take it again yet");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::error!("lost the serving lock's session; the database does not answer");
+                Ok(())
+            }
         }
     }
+}
+
+/// An acknowledgement means "on disk" only if COMMIT waits for the WAL flush; a server or
+/// role configured with `synchronous_commit = off` would make it a promise it cannot keep.
+async fn refuse_asynchronous_commit(pool: &PgPool) -> StoreResult<()> {
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(pool)
+        .await?;
+    if setting == "off" {
+        return Err(StoreError::Unsafe(
+            "synchronous_commit is off for this database or role: a commit could be lost after \
+             it was acknowledged. Set it on (ALTER ROLE … SET synchronous_commit = on)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `attempt` again when PostgreSQL aborted it as a deadlock victim or a serialization
@@ -227,8 +263,17 @@ impl Store for PostgresStore {
     }
 
     async fn maintain(&self) -> StoreResult<()> {
-        self.keep_serving_lock().await;
-        Ok(())
+        self.keep_serving_lock().await
+    }
+
+    async fn unlock_serving(&self) {
+        let mut lock = self.serving.lock().await;
+        lock.instance = None;
+        if let Some(session) = lock.session.take() {
+            // Closing the session ends the advisory lock with it.
+            let _ =
+                tokio::time::timeout(SERVING_LOCK_TIMEOUT, sqlx::Connection::close(session)).await;
+        }
     }
 
     async fn lock_for_serving(&self, instance: &str) -> StoreResult<()> {
@@ -506,7 +551,9 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> StoreResult<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT repository FROM jobs WHERE updated_at >= $1 ORDER BY repository LIMIT $2",
+            // The most recently active first: past the bound, the quiet ones wait.
+            "SELECT repository FROM jobs WHERE updated_at >= $1 GROUP BY repository \
+             ORDER BY MAX(updated_at) DESC, repository LIMIT $2",
         )
         .bind(since)
         .bind(sql_count(limit))

@@ -196,6 +196,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn unlock_serving(&self) {
+        self.serving.lock().expect("not poisoned").take();
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())

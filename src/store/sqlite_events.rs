@@ -166,7 +166,9 @@ impl SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT repository FROM jobs WHERE updated_at >= ? ORDER BY repository LIMIT ?",
+            // The most recently active first: past the bound, the quiet ones wait.
+            "SELECT repository FROM jobs WHERE updated_at >= ? GROUP BY repository \
+             ORDER BY MAX(updated_at) DESC, repository LIMIT ?",
         )
         .bind(since)
         .bind(limit)
