@@ -67,7 +67,9 @@ fn args() -> Args {
             "--rate" => a.rate = value().expect("--rate N"),
             "--random-guids" => a.random_guids = true,
             "--slow-timeline" => a.slow_timeline = true,
-            "--postgres" => a.postgres = Some(argv[i + 1].clone()),
+            "--postgres" => {
+                a.postgres = Some(argv.get(i + 1).expect("--postgres SERVER_URL").clone())
+            }
             _ => {} // cargo bench passes --bench
         }
         i += 1;
@@ -187,6 +189,7 @@ fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
 fn main() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
+    // The temp dir's disk: with `--postgres` on this host it is usually the server's too.
     report_disk_before_run(dir.path());
     let postgres = args.postgres.as_deref().map(BenchDatabase::create);
     let database_url = match &postgres {
