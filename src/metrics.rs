@@ -70,6 +70,12 @@ pub const GITHUB_RATE_LIMIT_REMAINING: &str = "github_rate_limit_remaining";
 /// Histogram `{call}`: latency of Docker engine calls, by fixed call name.
 pub const DOCKER_CALL_DURATION_SECONDS: &str = "docker_call_duration_seconds";
 
+/// Counter `{result}`: catch-up passes (`github.catch_up_interval`), result `success` or
+/// `failure`.
+pub const CATCH_UP_PASSES_TOTAL: &str = "runnerhub_catch_up_passes_total";
+/// Counter: `workflow_job` changes recorded by catch-up because their delivery never arrived.
+pub const CATCH_UP_DELIVERIES_TOTAL: &str = "runnerhub_catch_up_deliveries_total";
+
 // --- The daemon itself -----------------------------------------------------------------------
 
 /// Counter `{result}`: configuration reloads (SIGHUP), result `success` or `failure`.
@@ -142,6 +148,8 @@ pub const ALL: &[&str] = &[
     GITHUB_API_REQUESTS_TOTAL,
     GITHUB_RATE_LIMIT_REMAINING,
     DOCKER_CALL_DURATION_SECONDS,
+    CATCH_UP_PASSES_TOTAL,
+    CATCH_UP_DELIVERIES_TOTAL,
     CONFIG_RELOADS_TOTAL,
     CONFIG_LAST_RELOAD_SUCCESSFUL,
     BUILD_INFO,
@@ -265,6 +273,14 @@ pub fn describe(config: &Config) {
         DOCKER_CALL_DURATION_SECONDS,
         "Latency of Docker engine calls, by call"
     );
+    describe_counter!(
+        CATCH_UP_PASSES_TOTAL,
+        "Passes comparing runnerhub's jobs with GitHub's, by result"
+    );
+    describe_counter!(
+        CATCH_UP_DELIVERIES_TOTAL,
+        "Job changes recorded by catch-up because their webhook delivery never arrived"
+    );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_gauge!(
         CONFIG_LAST_RELOAD_SUCCESSFUL,
@@ -286,7 +302,9 @@ pub fn describe(config: &Config) {
     }
     for result in ["success", "failure"] {
         metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(0);
+        metrics::counter!(CATCH_UP_PASSES_TOTAL, "result" => result).increment(0);
     }
+    metrics::counter!(CATCH_UP_DELIVERIES_TOTAL).increment(0);
     metrics::gauge!(WEBSOCKET_CLIENTS).increment(0.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Histograms appear (with zero counts) once registered.

@@ -66,6 +66,21 @@ async fn a_job_whose_deliveries_were_all_lost_is_found_run_and_completed() {
         let guid = format!("catch-up:{}:{status}", lost.job_id);
         assert!(guids.contains(&guid.as_str()), "{guid} not in {guids:?}");
     }
+    // And so do the metrics (the recorder is per process; this binary has this test alone).
+    let metrics = e
+        .app
+        .client
+        .get(e.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    let recorded: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("runnerhub_catch_up_deliveries_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no catch-up counter in:\n{text}"));
+    assert!(recorded >= 2.0, "queued and completed at least: {recorded}");
     e.until(30, "the runner's container removed", async |e| {
         e.containers().is_empty().then_some(())
     })

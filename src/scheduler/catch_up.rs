@@ -72,6 +72,8 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             result = catch_up(store.as_ref(), github.as_ref(), &wake) => result,
         };
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        metrics::counter!(crate::metrics::CATCH_UP_PASSES_TOTAL, "result" => outcome).increment(1);
         match result {
             Ok(0) => tracing::debug!("catch-up: nothing missed"),
             Ok(made_up) => tracing::warn!(
@@ -121,10 +123,12 @@ pub async fn catch_up(
             continue;
         }
         let outcomes = store.insert_deliveries(&missed).await?;
-        recorded += outcomes
+        let stored = outcomes
             .iter()
             .filter(|o| matches!(o, crate::store::InsertOutcome::Stored { .. }))
             .count();
+        metrics::counter!(crate::metrics::CATCH_UP_DELIVERIES_TOTAL).increment(stored as u64);
+        recorded += stored;
         wake.notify_one();
     }
     Ok(recorded)
