@@ -159,6 +159,48 @@ async fn migrate_store(store: &dyn Store, url: &str) -> anyhow::Result<()> {
     })
 }
 
+/// How often a standby tries to take the database over.
+const STANDBY_RETRY: Duration = Duration::from_secs(3);
+
+/// Makes this daemon the one serving from the database. With `database.standby`, waits while
+/// another one does; false when `shutdown` came first.
+async fn take_database(
+    store: &dyn Store,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let mut waiting = false;
+    loop {
+        match store.lock_for_serving(&config.server.instance_id).await {
+            Ok(()) => {
+                if waiting {
+                    tracing::warn!("standby: the database is free; taking over");
+                }
+                return Ok(true);
+            }
+            Err(StoreError::InUse(holder)) if config.database.standby => {
+                if !waiting {
+                    tracing::warn!(%holder, "standby: another daemon serves from the database; waiting to take over");
+                    waiting = true;
+                }
+                // Under systemd: not ready yet, and not a start that hangs either.
+                let extend = (STANDBY_RETRY * 3).as_micros() as u32;
+                crate::lifecycle::notify(&[
+                    sd_notify::NotifyState::Status(
+                        "standby: another daemon serves from the database",
+                    ),
+                    sd_notify::NotifyState::ExtendTimeoutUsec(extend),
+                ]);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(false),
+                    _ = tokio::time::sleep(STANDBY_RETRY) => {}
+                }
+            }
+            Err(error) => return Err(anyhow::Error::new(error).context("cannot start")),
+        }
+    }
+}
+
 /// How often the store does its housekeeping (WAL checkpoints). Often, so that each checkpoint
 /// is small: its fsync of the database file delays the WAL fsyncs that acknowledgements wait
 /// on by about its size. Measured at a steady 1,000 deliveries/s over 30 s (ingest bench), p99
@@ -228,10 +270,9 @@ pub async fn run_with(
     // The lock first: a second daemon (say, a newer version started by mistake beside the
     // running one) must not migrate the schema under the one that serves.
     let store = connect_store(&config.database.url).await?;
-    store
-        .lock_for_serving(&config.server.instance_id)
-        .await
-        .context("cannot start")?;
+    if !take_database(store.as_ref(), &config, &shutdown).await? {
+        return Ok(()); // stopped while standing by
+    }
     migrate_store(store.as_ref(), &config.database.url).await?;
     let tracker = TaskTracker::new();
     // Background work stops only after HTTP has drained, so acknowledged writes complete.

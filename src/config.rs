@@ -117,12 +117,16 @@ fn default_instance_id() -> String {
 pub struct DatabaseConfig {
     /// `sqlite://PATH` (default `sqlite://runnerhub.db`, created on first start) or `postgres://…`.
     pub url: String,
+    /// When another daemon serves from the database: wait (checking every few seconds) and
+    /// take over when it stops or dies, instead of refusing to start. Default false.
+    pub standby: bool,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: "sqlite://runnerhub.db".to_owned(),
+            standby: false,
         }
     }
 }

@@ -91,7 +91,7 @@ impl ConfigSource {
 }
 
 /// Sends a systemd notification; a failure is logged, never fatal (the daemon works without).
-fn notify(states: &[NotifyState<'_>]) {
+pub(crate) fn notify(states: &[NotifyState<'_>]) {
     if let Err(error) = sd_notify::notify(false, states) {
         tracing::warn!(%error, "cannot notify systemd");
     }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use runnerhub::config::Config;
+use runnerhub::webhook::intake::NewDelivery;
+use runnerhub::webhook::payload_codec::Payload;
 use tokio_util::sync::CancellationToken;
 
 /// Runs a second daemon with `config` and returns the error it stopped with.
@@ -95,5 +97,106 @@ async fn postgresql_a_daemon_that_loses_its_database_to_another_stops() {
     let result = stopped.expect("the daemon kept serving from a database another one holds");
     result.unwrap().unwrap();
     other.close().await.unwrap();
+    db.drop_now().await;
+}
+
+/// A standby waits while the first daemon serves (answering nothing), then takes over when it
+/// stops and processes what was stored meanwhile.
+async fn a_standby_takes_over_when_the_first_stops(config: Config) {
+    let first = spawn_app_with(config.clone()).await;
+    let mut standby_config = config.clone();
+    standby_config.database.standby = true;
+    standby_config.server.instance_id = format!("{}-standby", config.server.instance_id);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let standby_addr = listener.local_addr().unwrap();
+    let stop_standby = CancellationToken::new();
+    let standby = tokio::spawn(runnerhub::app::run(
+        standby_config,
+        listener,
+        stop_standby.clone(),
+    ));
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let readyz = format!("http://{standby_addr}/readyz");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !standby.is_finished(),
+        "the standby gave up instead of waiting"
+    );
+    assert!(
+        client.get(&readyz).send().await.is_err(),
+        "a standby must not answer while the first daemon serves"
+    );
+
+    let body = job_payload(8001, "queued", &["self-hosted", "linux"]);
+    let acked = first.deliver("workflow_job", "standby-1", &body).await;
+    assert!(acked.status().is_success(), "{}", acked.status());
+    first.stop().await;
+    // What GitHub delivered to another instance meanwhile, or a crash left unprocessed.
+    let store = runnerhub::app::open_store(&config.database.url)
+        .await
+        .unwrap();
+    let body = job_payload(8002, "queued", &["self-hosted", "linux"]);
+    store
+        .insert_deliveries(&[NewDelivery {
+            delivery_id: "standby-2".into(),
+            event: "workflow_job".into(),
+            action: Some("queued".into()),
+            repository: Some("Codertocat/Hello-World".into()),
+            payload: Payload::compress(std::str::from_utf8(&body).unwrap()),
+            signature_valid: true,
+            received_at: chrono::Utc::now(),
+            settled: None,
+        }])
+        .await
+        .unwrap();
+    drop(store);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(&readyz).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the standby did not take over within 20 s of the first daemon stopping"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in [8001, 8002] {
+        let url = format!("http://{standby_addr}/api/jobs/{id}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} not known to the daemon that took over"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    stop_standby.cancel();
+    standby.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_a_standby_takes_over_when_the_first_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    a_standby_takes_over_when_the_first_stops(test_config_without_pools(dir.path())).await;
+}
+
+#[tokio::test]
+async fn postgresql_a_standby_takes_over_when_the_first_stops() {
+    let db = store_backends::TestDatabase::create().await;
+    a_standby_takes_over_when_the_first_stops(test_config_on_database(&db.url)).await;
     db.drop_now().await;
 }
