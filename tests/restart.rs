@@ -2,6 +2,9 @@
 
 mod common;
 
+#[path = "common/store_backends.rs"]
+mod store_backends;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,7 +57,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_daemon(dir: &std::path::Path, port: u16) -> Child {
+fn start_daemon(dir: &std::path::Path, database_url: &str, port: u16) -> Child {
     // Its own (empty) config: not the example in config/, whose pool needs GitHub credentials.
     let config = dir.join("runnerhub.toml");
     std::fs::write(&config, "").unwrap();
@@ -67,10 +70,7 @@ fn start_daemon(dir: &std::path::Path, port: u16) -> Child {
         ])
         .arg(&config)
         .env("GITHUB_WEBHOOK_SECRET", SECRET)
-        .env(
-            "RUNNERHUB__DATABASE__URL",
-            format!("sqlite://{}/runnerhub.db", dir.display()),
-        )
+        .env("RUNNERHUB__DATABASE__URL", database_url)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -96,8 +96,23 @@ async fn wait_ready(client: &reqwest::Client, port: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_delivery() {
     let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/runnerhub.db", dir.path().display());
+    kill_9_under_load_loses_nothing(dir.path(), &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_acknowledged_delivery_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store_backends::TestDatabase::create().await;
+    kill_9_under_load_loses_nothing(dir.path(), &db.url).await;
+    db.drop_now().await;
+}
+
+/// 16 senders stream deliveries; the daemon is killed (SIGKILL) mid-stream and started again;
+/// every delivery it acknowledged must be there.
+async fn kill_9_under_load_loses_nothing(dir: &std::path::Path, url: &str) {
     let port = free_port();
-    let mut child = start_daemon(dir.path(), port);
+    let mut child = start_daemon(dir, url, port);
     let client = reqwest::Client::new();
     wait_ready(&client, port).await;
 
@@ -146,7 +161,7 @@ async fn kill_9_under_load_loses_no_acknowledged_delivery() {
         acked.len()
     );
 
-    let mut child = start_daemon(dir.path(), port);
+    let mut child = start_daemon(dir, url, port);
     wait_ready(&client, port).await;
     let mut missing = acked.clone();
     for _ in 0..500 {
