@@ -1,5 +1,7 @@
 //! The long-lived handles, the shared HTTP state, and `run`: the daemon from listener to exit.
 
+mod database;
+
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -16,10 +18,10 @@ use crate::docker::LazyRuntime;
 use crate::events::{EventBus, Retention};
 use crate::github::{GithubApi, GithubClient};
 use crate::scheduler::{SchedulerDeps, SchedulerHandle};
-use crate::store::postgres::PostgresStore;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::webhook::ingest::IngestQueue;
+pub use database::open_store;
+use database::{connect_store, maintain_store, migrate_store, take_database};
 
 /// How long in-flight requests get to finish once shutdown starts.
 const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -118,119 +120,6 @@ fn github_client(config: &Config) -> anyhow::Result<Arc<dyn GithubApi>> {
         Err(_) if config.pools.is_empty() => Ok(Arc::new(crate::github::NoCredentials)),
         Err(error) => {
             Err(error.context("pools are configured, so runnerhub needs GitHub credentials"))
-        }
-    }
-}
-
-/// Opens the configured database and applies migrations. The scheme picks the backend:
-/// `sqlite:` or `postgres:`/`postgresql:`.
-pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let store = connect_store(url).await?;
-    migrate_store(store.as_ref(), url).await?;
-    Ok(store)
-}
-
-/// Opens the configured database without touching its schema.
-async fn connect_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let shown = crate::config::redact_url_password(url);
-    Ok(if url.starts_with("sqlite:") {
-        Arc::new(
-            SqliteStore::connect(url)
-                .await
-                .with_context(|| format!("cannot open database {shown}"))?,
-        )
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Arc::new(
-            PostgresStore::connect(url)
-                .await
-                .with_context(|| format!("cannot connect to database {shown}"))?,
-        )
-    } else {
-        anyhow::bail!("database.url {shown}: expected sqlite://PATH or postgres://…");
-    })
-}
-
-async fn migrate_store(store: &dyn Store, url: &str) -> anyhow::Result<()> {
-    store.migrate().await.with_context(|| {
-        format!(
-            "cannot apply database migrations to {}",
-            crate::config::redact_url_password(url)
-        )
-    })
-}
-
-/// How often a standby tries to take the database over.
-const STANDBY_RETRY: Duration = Duration::from_secs(3);
-
-/// Makes this daemon the one serving from the database. With `database.standby`, waits while
-/// another one does; false when `shutdown` came first.
-async fn take_database(
-    store: &dyn Store,
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<bool> {
-    let mut waiting = false;
-    loop {
-        match store.lock_for_serving(&config.server.instance_id).await {
-            Ok(()) => {
-                if waiting {
-                    tracing::warn!("standby: the database is free; taking over");
-                }
-                return Ok(true);
-            }
-            Err(StoreError::InUse(holder)) if config.database.standby => {
-                if !waiting {
-                    tracing::warn!(%holder, "standby: another daemon serves from the database; waiting to take over");
-                    waiting = true;
-                }
-                // Under systemd: not ready yet, and not a start that hangs either.
-                let extend = (STANDBY_RETRY * 3).as_micros() as u32;
-                crate::lifecycle::notify(&[
-                    sd_notify::NotifyState::Status(
-                        "standby: another daemon serves from the database",
-                    ),
-                    sd_notify::NotifyState::ExtendTimeoutUsec(extend),
-                ]);
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(false),
-                    _ = tokio::time::sleep(STANDBY_RETRY) => {}
-                }
-            }
-            Err(error) => return Err(anyhow::Error::new(error).context("cannot start")),
-        }
-    }
-}
-
-/// How often the store does its housekeeping (WAL checkpoints). Often, so that each checkpoint
-/// is small: its fsync of the database file delays the WAL fsyncs that acknowledgements wait
-/// on by about its size. Measured at a steady 1,000 deliveries/s over 30 s (ingest bench), p99
-/// of the acknowledgements in back-to-back runs: 3.1–4.1 ms every 100 ms, 10.8 ms every 50 ms
-/// (more fsyncs), 49 ms every 250 ms (larger ones); the README has the spread over more runs.
-const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Runs the store's housekeeping until `shutdown`; stops the daemon (`stop_daemon`) if the
-/// database turns out to be served by another daemon meanwhile.
-async fn maintain_store(
-    store: Arc<dyn Store>,
-    shutdown: CancellationToken,
-    stop_daemon: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(STORE_MAINTENANCE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let result = tokio::select! {
-            _ = tick.tick() => store.maintain().await,
-            _ = shutdown.cancelled() => return,
-        };
-        match result {
-            Ok(()) => {}
-            Err(StoreError::InUse(holder)) => {
-                // Two daemons on one database would both launch a runner for every job.
-                tracing::error!(%holder, "lost the database to another daemon; stopping");
-                stop_daemon.cancel();
-                return;
-            }
-            Err(error) => tracing::warn!(%error, "database maintenance failed"),
         }
     }
 }
