@@ -227,6 +227,7 @@ impl ContainerRuntime for BollardRuntime {
         };
         // Docker sends `oom` just before `die`; remember it to flag the exit.
         let mut oom_seen: HashSet<String> = HashSet::new();
+        let docker = self.docker.clone();
         let events = self.docker.events(Some(options)).filter_map(move |item| {
             let out = match item {
                 Ok(message) => {
@@ -237,7 +238,7 @@ impl ContainerRuntime for BollardRuntime {
                 }
                 Err(e) => Some(Err(map_error("event stream", e))),
             };
-            futures::future::ready(out)
+            confirm_oom(docker.clone(), out)
         });
         // The stream never ends silently: the caller must know to subscribe again.
         let ended = stream::once(futures::future::ready(Err(DockerError::Unavailable(
@@ -255,6 +256,42 @@ impl ContainerRuntime for BollardRuntime {
             })
             .boxed()
     }
+}
+
+/// How long after a SIGKILL exit with no `oom` event the container's own record is asked.
+const OOM_RECORD_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `oom` and `die` come from different parts of the engine and, under load, now and then in
+/// the other order (seen in CI: exit 137, no `oom` before it). So an exit by SIGKILL (137) with
+/// no `oom` seen is checked against the container's `State.OOMKilled` once the engine has had
+/// a moment to record it. Only such exits wait; every other event passes straight through.
+async fn confirm_oom(
+    docker: Docker,
+    event: Option<Result<ContainerEvent, DockerError>>,
+) -> Option<Result<ContainerEvent, DockerError>> {
+    let Some(Ok(ContainerEvent::Exited {
+        container_id,
+        runner_id,
+        exit_code: Some(137),
+        oom: false,
+    })) = event
+    else {
+        return event;
+    };
+    tokio::time::sleep(OOM_RECORD_DELAY).await;
+    let oom = docker
+        .inspect_container(&container_id, None)
+        .await
+        .ok()
+        .and_then(|c| c.state)
+        .and_then(|state| state.oom_killed)
+        .unwrap_or(false);
+    Some(Ok(ContainerEvent::Exited {
+        container_id,
+        runner_id,
+        exit_code: Some(137),
+        oom,
+    }))
 }
 
 /// Maps one Docker event to ours; `None` for events we don't report (e.g. `oom` itself).
