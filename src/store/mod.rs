@@ -5,6 +5,7 @@
 //! migrations (`migrations/sqlite`, `migrations/postgres`) and both answer every method alike
 //! (`tests/store_contract.rs` checks it); nothing above this module knows which one it has.
 
+mod filters;
 mod hot_payloads;
 mod live;
 pub mod postgres;

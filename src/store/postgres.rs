@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
+use super::filters::*;
 use super::*;
 use crate::domain::JobStatus;
 use crate::webhook::payload_codec::Payload;
@@ -562,16 +563,6 @@ impl Store for PostgresStore {
     }
 }
 
-/// `AND repository = $n AND event = $m` for the filters that are set.
-fn push_event_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a EventFilter) {
-    if let Some(repo) = &filter.repository {
-        query.push(" AND repository = ").push_bind(repo);
-    }
-    if let Some(event) = &filter.event {
-        query.push(" AND event = ").push_bind(event);
-    }
-}
-
 impl PostgresStore {
     /// `SELECT * FROM {table} WHERE id = ANY(…)`, by id; `table` is one of ours, never input.
     async fn rows_by_id(&self, table: &'static str, ids: &[i64]) -> StoreResult<Vec<PgRow>> {
@@ -592,15 +583,5 @@ impl PostgresStore {
             QueryBuilder::new("SELECT COUNT(*) FROM webhook_events WHERE TRUE");
         push_event_filter(&mut query, filter);
         Ok(query.build_query_scalar().fetch_one(&self.pool).await?)
-    }
-}
-
-/// `AND status = $n AND repository = $m` for the job filters that are set.
-fn push_job_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a JobFilter) {
-    if let Some(status) = filter.status {
-        query.push(" AND status = ").push_bind(status.as_str());
-    }
-    if let Some(repo) = &filter.repository {
-        query.push(" AND repository = ").push_bind(repo);
     }
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
+use super::filters::*;
 use super::postgres::{PostgresStore, job_from_row, sql_count};
 use super::{LiveEventBounds, LiveEventRow, Page, RunnerFilter, StoreError, StoreResult};
 use crate::domain::{Job, Runner, RunnerState};
@@ -294,18 +295,5 @@ impl PostgresStore {
             .push_bind(sql_count(limit));
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(job_from_row).collect()
-    }
-}
-
-/// The runner filters that are set, as `AND …` clauses.
-fn push_runner_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a RunnerFilter) {
-    if let Some(state) = filter.state {
-        query.push(" AND state = ").push_bind(state.as_str());
-    }
-    if let Some(pool) = &filter.pool {
-        query.push(" AND pool = ").push_bind(pool);
-    }
-    if !filter.include_removed && filter.state.is_none() {
-        query.push(" AND state <> 'removed'");
     }
 }

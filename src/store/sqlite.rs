@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqlitePool};
 
+use super::filters::*;
 use super::hot_payloads::HotPayloads;
 use super::sqlite_batch::{
     ROWS_PER_UPSERT, insert_events, insert_payloads, mark_deliveries, upsert_jobs, upsert_runs,
@@ -536,16 +537,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// `AND repository = ? AND event = ?` for the filters that are set.
-fn push_event_filter<'a>(query: &mut QueryBuilder<'a, Sqlite>, filter: &'a EventFilter) {
-    if let Some(repo) = &filter.repository {
-        query.push(" AND repository = ").push_bind(repo);
-    }
-    if let Some(event) = &filter.event {
-        query.push(" AND event = ").push_bind(event);
-    }
-}
-
 impl SqliteStore {
     /// `SELECT * FROM {table} WHERE id IN (…)`; `table` is one of ours, never user input.
     async fn rows_by_id(
@@ -594,15 +585,5 @@ impl SqliteStore {
             QueryBuilder::new("SELECT COUNT(*) FROM webhook_events WHERE 1 = 1");
         push_event_filter(&mut query, filter);
         Ok(query.build_query_scalar().fetch_one(&self.read).await?)
-    }
-}
-
-/// `AND status = ? AND repository = ?` for the job filters that are set.
-fn push_job_filter<'a>(query: &mut QueryBuilder<'a, Sqlite>, filter: &'a JobFilter) {
-    if let Some(status) = filter.status {
-        query.push(" AND status = ").push_bind(status.as_str());
-    }
-    if let Some(repo) = &filter.repository {
-        query.push(" AND repository = ").push_bind(repo);
     }
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::filters::*;
 use super::sqlite::{SqliteStore, job_from_row};
 use super::{Page, RunnerFilter, StoreError, StoreResult};
 use crate::domain::{Job, Runner, RunnerState};
@@ -131,18 +132,5 @@ impl SqliteStore {
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(job_from_row).collect()
-    }
-}
-
-/// The runner filters that are set, as `AND …` clauses.
-fn push_runner_filter<'a>(query: &mut QueryBuilder<'a, Sqlite>, filter: &'a RunnerFilter) {
-    if let Some(state) = filter.state {
-        query.push(" AND state = ").push_bind(state.as_str());
-    }
-    if let Some(pool) = &filter.pool {
-        query.push(" AND pool = ").push_bind(pool);
-    }
-    if !filter.include_removed && filter.state.is_none() {
-        query.push(" AND state <> 'removed'");
     }
 }
