@@ -101,11 +101,9 @@ impl PostgresStore {
         }
         lock.checked = Some(std::time::Instant::now());
         if let Some(session) = lock.session.as_mut() {
-            let alive = tokio::time::timeout(
-                SERVING_LOCK_TIMEOUT,
-                super::serving_lock::postgres_lock_alive(session),
-            );
-            if alive.await.unwrap_or(false) {
+            // The lock lives as long as this session: a ping says whether it still does.
+            let alive = tokio::time::timeout(SERVING_LOCK_TIMEOUT, sqlx::Connection::ping(session));
+            if matches!(alive.await, Ok(Ok(()))) {
                 return Ok(());
             }
             lock.session = None;

@@ -107,11 +107,6 @@ pub(super) async fn lock_postgres(
     )))
 }
 
-/// Whether the lock's session is still there (it is gone if the server restarted).
-pub(super) async fn postgres_lock_alive(conn: &mut PgConnection) -> bool {
-    conn.ping().await.is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
