@@ -88,8 +88,7 @@ impl Args {
 const STEADY_WARMUP: Duration = Duration::from_secs(2);
 
 fn payload_template() -> serde_json::Value {
-    let dir = std::env::var("RUNNERHUB_FIXTURES")
-        .unwrap_or_else(|_| format!("{}/../shared/fixtures/github", env!("CARGO_MANIFEST_DIR")));
+    let dir = format!("{}/tests/fixtures/github", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(format!(
         "{dir}/webhooks/workflow_job.selfhosted.queued.json"
     ))

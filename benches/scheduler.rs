@@ -225,8 +225,7 @@ async fn main() {
     ));
     let client = reqwest::Client::new();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let fixtures = std::env::var("RUNNERHUB_FIXTURES")
-        .unwrap_or_else(|_| format!("{}/../shared/fixtures/github", env!("CARGO_MANIFEST_DIR")));
+    let fixtures = format!("{}/tests/fixtures/github", env!("CARGO_MANIFEST_DIR"));
     let template: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!(
             "{fixtures}/webhooks/workflow_job.selfhosted.queued.json"

@@ -264,8 +264,7 @@ fn clients_role(port: u16, count: usize) {
 
 /// The signed bodies, one new job each: (delivery id, signature, body).
 fn prepare_deliveries(count: u64) -> Vec<(String, String, Bytes)> {
-    let dir = std::env::var("RUNNERHUB_FIXTURES")
-        .unwrap_or_else(|_| format!("{}/../shared/fixtures/github", env!("CARGO_MANIFEST_DIR")));
+    let dir = format!("{}/tests/fixtures/github", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(format!(
         "{dir}/webhooks/workflow_job.selfhosted.queued.json"
     ))

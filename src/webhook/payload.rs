@@ -136,9 +136,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        let dir = std::env::var("RUNNERHUB_FIXTURES").unwrap_or_else(|_| {
-            format!("{}/../shared/fixtures/github", env!("CARGO_MANIFEST_DIR"))
-        });
+        let dir = format!("{}/tests/fixtures/github", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(format!("{dir}/webhooks/{name}")).unwrap()
     }
 

@@ -8,10 +8,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-/// Body of a shared fixture (`/work/shared/fixtures/github/rest/<name>`).
+/// Body of a REST fixture (`tests/fixtures/github/rest/<name>`).
 pub fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/github/rest")
+        .join("tests/fixtures/github/rest")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }

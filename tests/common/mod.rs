@@ -21,22 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "test-webhook-secret";
 
-/// `../shared/fixtures/github` next to the package, or `$RUNNERHUB_FIXTURES`.
+/// The GitHub fixtures kept in the repository (`tests/fixtures/github`, see its README).
 pub fn fixtures_dir() -> PathBuf {
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/github");
-    if beside.is_dir() {
-        return beside;
-    }
-    let from_env =
-        PathBuf::from(std::env::var("RUNNERHUB_FIXTURES").expect(
-            "GitHub fixtures not found at ../shared/fixtures/github; set RUNNERHUB_FIXTURES",
-        ));
-    assert!(
-        from_env.is_dir(),
-        "RUNNERHUB_FIXTURES={} is not a directory",
-        from_env.display()
-    );
-    from_env
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github")
 }
 
 pub fn webhook_fixture(name: &str) -> Vec<u8> {
