@@ -51,6 +51,77 @@ async fn sqlite_a_second_daemon_is_refused_until_the_first_stops() {
     refused_while_the_first_serves_then_free(test_config_without_pools(dir.path())).await;
 }
 
+/// The lock is on the file, not on the name: a second daemon given a symlink to the database
+/// (or to its directory) is refused just the same, and told who holds it.
+#[tokio::test]
+async fn sqlite_a_second_daemon_through_a_symlink_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config_without_pools(dir.path());
+    let first = spawn_app_with(config.clone()).await;
+    let linked = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(dir.path(), linked.path().join("dir")).unwrap();
+    std::os::unix::fs::symlink(
+        dir.path().join("runnerhub.db"),
+        linked.path().join("file.db"),
+    )
+    .unwrap();
+    for path in ["dir/runnerhub.db", "file.db"] {
+        let mut second = config.clone();
+        second.database.url = format!("sqlite://{}", linked.path().join(path).display());
+        second.server.instance_id = "second".into();
+        let error = second_daemon_error(second).await;
+        assert!(
+            error.contains("another runnerhub serves from it")
+                && error.contains(&config.server.instance_id),
+            "through {path}: {error}"
+        );
+    }
+    first.stop().await;
+}
+
+/// The database's directory removed while the daemon runs: SQLite would go on committing into
+/// the unlinked files, and every acknowledgement would be lost at the next start. Within two
+/// seconds, deliveries are refused (503) and the daemon is not ready.
+#[tokio::test]
+async fn sqlite_a_removed_database_stops_acknowledgements_and_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = spawn_app_with(test_config_without_pools(dir.path())).await;
+    let body = job_payload(8101, "queued", &["self-hosted", "linux"]);
+    let acked = first.deliver("workflow_job", "gone-0", &body).await;
+    assert!(acked.status().is_success(), "{}", acked.status());
+
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    let removed = tokio::time::Instant::now();
+    let deadline = removed + Duration::from_secs(2);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let body = job_payload(8101 + n, "queued", &["self-hosted", "linux"]);
+        let delivery = first
+            .deliver("workflow_job", &format!("gone-{n}"), &body)
+            .await;
+        let ready = first.client.get(first.url("/readyz")).send().await.unwrap();
+        if delivery.status() == 503 && ready.status() == 503 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {} / ready {} {:?} after the database was removed",
+            delivery.status(),
+            ready.status(),
+            removed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And it stays that way: nothing more is acknowledged into the unlinked file.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = job_payload(8199, "queued", &["self-hosted", "linux"]);
+    let refused = first.deliver("workflow_job", "gone-last", &body).await;
+    assert_eq!(refused.status(), 503);
+    first.shutdown.cancel();
+    let _ = first.task.await;
+}
+
 #[tokio::test]
 async fn postgresql_a_second_daemon_is_refused_until_the_first_stops() {
     let db = store_backends::TestDatabase::create().await;

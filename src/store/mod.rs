@@ -16,6 +16,7 @@ pub mod sqlite;
 mod sqlite_batch;
 mod sqlite_checkpoint;
 mod sqlite_events;
+mod sqlite_identity;
 mod sqlite_runners;
 mod sqlite_script;
 mod types;
@@ -43,6 +44,9 @@ pub enum StoreError {
     /// Another daemon serves from this database.
     #[error("{0}")]
     InUse(String),
+    /// The database file was removed or replaced while in use: nothing written since is kept.
+    #[error("the database is gone: {0}")]
+    Lost(String),
     /// The database is configured so that it cannot keep runnerhub's promises.
     #[error("unsafe database configuration: {0}")]
     Unsafe(String),

@@ -13,17 +13,27 @@ use std::path::{Path, PathBuf};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
+use super::sqlite_identity::FileId;
 use super::{StoreError, StoreResult};
 
 /// The key of the PostgreSQL advisory lock ("runh"); advisory locks are per database, so
 /// other databases on the same server are not affected.
 const ADVISORY_KEY: i64 = 0x7275_6e68;
 
-/// Holds `<database>.lock` locked for the life of the process.
-pub(super) fn lock_sqlite_file(database: &Path, instance: &str) -> StoreResult<File> {
-    let path = lock_path(database);
+/// Holds `<database>.lock` locked for the life of the process, and returns it with the
+/// database's canonical path.
+///
+/// The lock is named after the canonical path (symlinks resolved, as SQLite does for its
+/// `-wal`): keyed on the configured path, a symlink to the file let a second daemon serve it.
+/// After locking, the configured path must still name the same file (device + inode) as the
+/// canonical one, or a rename in between could have the lock name another file.
+pub(super) fn lock_sqlite_file(database: &Path, instance: &str) -> StoreResult<(File, PathBuf)> {
     let in_use =
         |detail: String| StoreError::InUse(format!("database {}: {detail}", database.display()));
+    let canonical = database
+        .canonicalize()
+        .map_err(|e| in_use(format!("cannot resolve its path: {e}")))?;
+    let path = lock_path(&canonical);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -45,6 +55,15 @@ pub(super) fn lock_sqlite_file(database: &Path, instance: &str) -> StoreResult<F
             return Err(in_use(format!("cannot lock {}: {e}", path.display())));
         }
     }
+    let same = FileId::of(database)
+        .and_then(|(configured, _)| Ok(configured == FileId::of(&canonical)?.0))
+        .map_err(|e| in_use(format!("cannot examine it: {e}")))?;
+    if !same {
+        return Err(in_use(format!(
+            "{} was replaced while it was being locked; try again",
+            canonical.display()
+        )));
+    }
     // Who holds it, for the message the next one prints; the lock is what counts.
     let holder = format!("instance {instance}, pid {}\n", std::process::id());
     let written = file
@@ -54,7 +73,7 @@ pub(super) fn lock_sqlite_file(database: &Path, instance: &str) -> StoreResult<F
     if let Err(e) = written {
         tracing::warn!(error = %e, path = %path.display(), "cannot note the holder in the lock file");
     }
-    Ok(file)
+    Ok((file, canonical))
 }
 
 fn lock_path(database: &Path) -> PathBuf {
@@ -115,7 +134,8 @@ mod tests {
     fn a_second_holder_is_refused_and_told_who_holds_it() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("runnerhub.db");
-        let first = lock_sqlite_file(&db, "alpha").unwrap();
+        std::fs::write(&db, b"").unwrap();
+        let (first, _) = lock_sqlite_file(&db, "alpha").unwrap();
         let refused = lock_sqlite_file(&db, "beta").unwrap_err().to_string();
         assert!(refused.contains("instance alpha"), "{refused}");
         assert!(
@@ -124,5 +144,18 @@ mod tests {
         );
         drop(first);
         lock_sqlite_file(&db, "beta").expect("free once the first let go");
+    }
+
+    #[test]
+    fn a_symlink_to_a_held_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("runnerhub.db");
+        std::fs::write(&db, b"").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        let (_first, canonical) = lock_sqlite_file(&link, "alpha").unwrap();
+        assert_eq!(canonical, db.canonicalize().unwrap());
+        let refused = lock_sqlite_file(&db, "beta").unwrap_err().to_string();
+        assert!(refused.contains("instance alpha"), "{refused}");
     }
 }

@@ -25,6 +25,7 @@ use super::sqlite_batch::{
     ROWS_PER_UPSERT, insert_events, insert_payloads, mark_deliveries, upsert_jobs, upsert_runs,
 };
 use super::sqlite_checkpoint::{CheckpointState, WAL_AUTOCHECKPOINT_PAGES};
+use super::sqlite_identity::DatabaseWatch;
 use super::sqlite_script::{Script, WriteConnection};
 use super::wal_sync::WalSync;
 use super::*;
@@ -50,6 +51,8 @@ pub struct SqliteStore {
     /// The database file, and the lock file held while this process serves from it.
     path: std::path::PathBuf,
     serving: Arc<std::sync::Mutex<Option<std::fs::File>>>,
+    /// Whether the files written to are still those at the path (while serving).
+    identity: Arc<DatabaseWatch>,
 }
 
 impl SqliteStore {
@@ -88,6 +91,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             serving: Arc::default(),
+            identity: Arc::default(),
             write,
             read,
             wal,
@@ -98,13 +102,31 @@ impl SqliteStore {
 
     /// Waits until everything committed so far is on disk; every writing method ends here.
     pub(super) async fn durable(&self) -> StoreResult<()> {
-        self.wal.sync().await.map_err(StoreError::from)
+        self.wal.sync().await.map_err(StoreError::from)?;
+        self.still_there()
     }
 
     /// The future that [`Committed::durable`] carries.
     fn durable_later(&self) -> Durable {
         let wal = self.wal.clone();
-        Box::pin(async move { wal.sync().await.map_err(StoreError::from) })
+        let identity = self.identity.clone();
+        Box::pin(async move {
+            wal.sync().await.map_err(StoreError::from)?;
+            lost_error(&identity)
+        })
+    }
+
+    /// Fails once the database at the path is no longer the one written to: a commit into an
+    /// unlinked file must not be acknowledged.
+    fn still_there(&self) -> StoreResult<()> {
+        lost_error(&self.identity)
+    }
+}
+
+fn lost_error(identity: &DatabaseWatch) -> StoreResult<()> {
+    match identity.lost() {
+        Some(cause) => Err(StoreError::Lost(cause.to_owned())),
+        None => Ok(()),
     }
 }
 
@@ -188,20 +210,27 @@ impl Store for SqliteStore {
     }
 
     async fn maintain(&self) -> StoreResult<()> {
+        self.identity.check();
+        if self.identity.lost().is_some() {
+            return Ok(()); // nothing to checkpoint into; logged once by `check`
+        }
         self.checkpoint().await
     }
 
     async fn lock_for_serving(&self, instance: &str) -> StoreResult<()> {
-        let file = super::serving_lock::lock_sqlite_file(&self.path, instance)?;
+        let (file, canonical) = super::serving_lock::lock_sqlite_file(&self.path, instance)?;
+        self.identity.start(&canonical).map_err(sqlx::Error::Io)?;
         *self.serving.lock().expect("not poisoned") = Some(file);
         Ok(())
     }
 
     async fn unlock_serving(&self) {
+        self.identity.stop();
         self.serving.lock().expect("not poisoned").take();
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        self.still_there()?;
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
