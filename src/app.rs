@@ -19,6 +19,7 @@ use crate::events::{EventBus, Retention};
 use crate::github::{GithubApi, GithubClient};
 use crate::scheduler::{SchedulerDeps, SchedulerHandle};
 use crate::store::Store;
+use crate::supervisor::{InjectedFaults, Supervisor};
 use crate::webhook::ingest::IngestQueue;
 pub use database::open_store;
 use database::{connect_store, maintain_store, migrate_store, take_database};
@@ -57,6 +58,8 @@ pub struct RunOptions {
     pub github: Option<Arc<dyn GithubApi>>,
     /// Replaces the Docker engine connection (same purpose).
     pub docker: Option<Arc<dyn crate::docker::ContainerRuntime>>,
+    /// Faults to inject, so that tests can see a failing task stop the daemon.
+    pub faults: InjectedFaults,
 }
 
 #[derive(Clone)]
@@ -166,9 +169,15 @@ pub async fn run_with(
     let tracker = TaskTracker::new();
     // Background work stops only after HTTP has drained, so acknowledged writes complete.
     let background = CancellationToken::new();
+    let supervisor = Supervisor::new(tracker.clone(), background.clone(), shutdown.clone());
     let stored = Arc::new(Notify::new());
-    let ingest = IngestQueue::start(store.clone(), stored.clone(), background.clone(), &tracker);
-    let (bus, live_log) = EventBus::start(store.clone(), Retention::default())
+    let ingest = IngestQueue::start(
+        store.clone(),
+        stored.clone(),
+        background.clone(),
+        &supervisor,
+    );
+    let (bus, live_log) = EventBus::start(store.clone(), Retention::default(), &supervisor)
         .await
         .context("cannot start the live event log")?;
     let config = Arc::new(config);
@@ -178,13 +187,16 @@ pub async fn run_with(
         None => github_client(&config)?,
     };
     if !config.pools.is_empty() {
-        tracker.spawn(crate::scheduler::catch_up::run(
-            store.clone(),
-            github.clone(),
-            stored.clone(),
-            config_updates.subscribe(),
-            background.clone(),
-        ));
+        supervisor.spawn(
+            "catch-up",
+            crate::scheduler::catch_up::run(
+                store.clone(),
+                github.clone(),
+                stored.clone(),
+                config_updates.subscribe(),
+                background.clone(),
+            ),
+        );
     }
     let scheduler = crate::scheduler::start(
         SchedulerDeps {
@@ -199,13 +211,13 @@ pub async fn run_with(
         config_updates.subscribe(),
         stored,
         background.clone(),
-        &tracker,
+        &supervisor,
+        options.faults,
     );
-    tracker.spawn(maintain_store(
-        store.clone(),
-        background.clone(),
-        shutdown.clone(),
-    ));
+    supervisor.spawn(
+        "database maintenance",
+        maintain_store(store.clone(), background.clone(), shutdown.clone()),
+    );
 
     let state = AppState(Arc::new(App {
         config: RwLock::new(config),
@@ -239,7 +251,7 @@ pub async fn run_with(
         tracing::info!(address = %listener.local_addr()?, "metrics listening");
         let metrics = axum::serve(listener, crate::http::metrics_router(state.clone()))
             .with_graceful_shutdown(close.clone().cancelled_owned());
-        tracker.spawn(async move {
+        supervisor.spawn("metrics listener", async move {
             if let Err(error) = metrics.await {
                 tracing::error!(%error, "metrics listener failed");
             }
@@ -249,9 +261,15 @@ pub async fn run_with(
         on_ready(state.clone());
     }
     shutdown.cancelled().await;
-    let grace = state.config().server.shutdown_grace;
-    tracing::info!(?grace, "shutting down: webhook intake closed (503)");
-    tokio::time::sleep(grace).await;
+    if supervisor.failure().is_none() {
+        let grace = state.config().server.shutdown_grace;
+        tracing::info!(?grace, "shutting down: webhook intake closed (503)");
+        tokio::time::sleep(grace).await;
+    } else {
+        // The grace period lets a load balancer see /readyz fail first; a broken daemon
+        // should be restarted as soon as its acknowledged work is flushed.
+        tracing::info!("shutting down after a task failure: webhook intake closed (503)");
+    }
     close.cancel();
     match tokio::time::timeout(HTTP_DRAIN_DEADLINE, server).await {
         Ok(result) => result.context("HTTP server task")?.context("HTTP server")?,
@@ -275,5 +293,8 @@ pub async fn run_with(
     // Explicitly: a task that outlived the drain deadline may still hold the store.
     state.0.store.unlock_serving().await;
     tracing::info!("runnerhub stopped");
-    Ok(())
+    match supervisor.failure() {
+        Some(failure) => Err(anyhow::anyhow!("{failure}")),
+        None => Ok(()),
+    }
 }

@@ -16,7 +16,6 @@ use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{LiveEventRow, Store};
@@ -110,16 +109,15 @@ struct Sequencer {
 /// The running log writer: stop it after every producer has stopped.
 pub struct LogWriter {
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    /// Cancelled when the writer task ended (a panic is the supervisor's to report).
+    ended: CancellationToken,
 }
 
 impl LogWriter {
     /// Writes what is queued, records the final seq reservation, and returns.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "live event log writer panicked");
-        }
+        self.ended.cancelled().await;
     }
 }
 
@@ -156,6 +154,7 @@ impl EventBus {
     pub async fn start(
         store: Arc<dyn Store>,
         retention: Retention,
+        supervisor: &crate::supervisor::Supervisor,
     ) -> anyhow::Result<(EventBus, LogWriter)> {
         let bounds = store.live_event_bounds().await?;
         let last_seq = bounds.max_seq.max(bounds.reserved_seq);
@@ -171,8 +170,10 @@ impl EventBus {
             reserved,
             retention,
         };
-        let task = tokio::spawn(writer.run(log_rx, stop.clone()));
-        Ok((bus, LogWriter { stop, task }))
+        // Untracked: it stops after the tracked producers, to log what they published last.
+        let ended =
+            supervisor.spawn_untracked("live event log writer", writer.run(log_rx, stop.clone()));
+        Ok((bus, LogWriter { stop, ended }))
     }
 
     /// Numbers, broadcasts and logs `event`; never waits. Nobody listening is fine.

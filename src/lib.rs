@@ -15,6 +15,7 @@
 //!   (`ws`, `snapshot`) and the embedded dashboard.
 //! - [`scheduler`]: the task that owns job state; the delivery processor.
 //! - [`store`]: the `Store` trait and its SQLite and PostgreSQL backends.
+//! - [`supervisor`]: the daemon's own tasks, watched: a panic stops the daemon (non-zero).
 //! - [`telemetry`]: logging setup.
 //! - [`webhook`]: delivery checks, signature, payload decoding, group-commit ingest.
 
@@ -30,5 +31,6 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod scheduler;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;
 pub mod webhook;

@@ -192,6 +192,10 @@ fn spawn_watchdog(state: AppState, shutdown: CancellationToken) {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
+            // A failed task cancels `shutdown`; both may be ready when the tick fires.
+            if shutdown.is_cancelled() {
+                return;
+            }
             // A daemon whose database hangs cannot take deliveries: let systemd restart it.
             match tokio::time::timeout(period / 2, state.store.ping()).await {
                 Ok(Ok(())) => notify(&[NotifyState::Watchdog]),

@@ -70,6 +70,20 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
     Ok(Config::load(&path, explicit)?)
 }
 
+/// Test hooks: `RUNNERHUB_TEST_PANIC_SCHEDULER_AFTER=N` makes the scheduler task panic after
+/// N processed deliveries (tests/supervision.rs). Debug builds only: a release binary cannot be
+/// made to fail on purpose by its environment.
+fn injected_faults() -> runnerhub::supervisor::InjectedFaults {
+    let mut faults = runnerhub::supervisor::InjectedFaults::default();
+    if cfg!(debug_assertions) {
+        faults.panic_scheduler_after_deliveries =
+            std::env::var("RUNNERHUB_TEST_PANIC_SCHEDULER_AFTER")
+                .ok()
+                .and_then(|n| n.parse().ok());
+    }
+    faults
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
@@ -115,6 +129,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 on_ready: Some(Box::new(move |state| {
                     let _ = ready_tx.send(state);
                 })),
+                faults: injected_faults(),
                 ..Default::default()
             };
             let result =

@@ -29,6 +29,7 @@ use crate::domain::{Job, JobStatus, Runner, RunnerId, RunnerState};
 use crate::events::{EventBus, LiveEvent};
 use crate::github::{GithubApi, RegisteredRunner, RunnerScope};
 use crate::store::Store;
+use crate::supervisor::{InjectedFaults, Supervisor};
 
 /// Deliveries stored within this window are processed together: the processor shares the one
 /// write connection with ingest, and a processing commit after every ingest commit would make
@@ -92,7 +93,12 @@ pub struct Scheduler {
     next_reconcile: Option<Instant>,
     last_pools: Vec<PoolStatus>,
     pub(super) events: mpsc::UnboundedSender<Event>,
+    /// Short-lived side-effect tasks (launch, teardown, polls), drained at shutdown.
     pub(super) tasks: TaskTracker,
+    supervisor: Supervisor,
+    faults: InjectedFaults,
+    /// Deliveries processed since start (for [`InjectedFaults`]).
+    processed: usize,
 }
 
 /// Starts the scheduler task; returns the handle the HTTP side uses. `config` holds the current
@@ -102,7 +108,8 @@ pub fn start(
     mut config_updates: watch::Receiver<Arc<Config>>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
-    tracker: &TaskTracker,
+    supervisor: &Supervisor,
+    faults: InjectedFaults,
 ) -> SchedulerHandle {
     let (tx, commands) = mpsc::channel(64);
     let (events_tx, events) = mpsc::unbounded_channel();
@@ -124,9 +131,15 @@ pub fn start(
         next_reconcile: None,
         last_pools: Vec::new(),
         events: events_tx,
-        tasks: tracker.clone(),
+        tasks: supervisor.tracker().clone(),
+        supervisor: supervisor.clone(),
+        faults,
+        processed: 0,
     };
-    tracker.spawn(scheduler.run(wake, commands, events, config_updates, shutdown));
+    supervisor.spawn(
+        "scheduler",
+        scheduler.run(wake, commands, events, config_updates, shutdown),
+    );
     SchedulerHandle { tx }
 }
 
@@ -150,7 +163,7 @@ impl Scheduler {
                 self.deps.docker.clone(),
                 self.events.clone(),
                 shutdown.clone(),
-                &self.tasks,
+                &self.supervisor,
             );
         }
         let mut tick = tokio::time::interval(TICK);
@@ -243,6 +256,12 @@ impl Scheduler {
             Ok((handled, changes)) => {
                 for change in changes {
                     self.on_change(change);
+                }
+                self.processed += handled;
+                if let Some(limit) = self.faults.panic_scheduler_after_deliveries
+                    && self.processed >= limit
+                {
+                    panic!("injected fault: the scheduler panics after {limit} deliveries");
                 }
                 handled >= super::processor::PROCESS_BATCH as usize
             }

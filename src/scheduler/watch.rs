@@ -7,10 +7,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::actor::Event;
 use crate::docker::ContainerRuntime;
+use crate::supervisor::Supervisor;
 
 const MAX_RESUBSCRIBE_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -18,9 +18,9 @@ pub(super) fn spawn_docker_events(
     docker: Arc<dyn ContainerRuntime>,
     events: mpsc::UnboundedSender<Event>,
     shutdown: CancellationToken,
-    tracker: &TaskTracker,
+    supervisor: &Supervisor,
 ) {
-    tracker.spawn(async move {
+    supervisor.spawn("docker events watcher", async move {
         let mut backoff = Duration::from_millis(500);
         loop {
             let mut stream = docker.events();

@@ -49,10 +49,14 @@ impl IngestQueue {
         store: Arc<dyn Store>,
         stored: Arc<Notify>,
         shutdown: CancellationToken,
-        tracker: &tokio_util::task::TaskTracker,
+        supervisor: &crate::supervisor::Supervisor,
     ) -> IngestQueue {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tracker.spawn(write_loop(store, rx, stored, shutdown, tracker.clone()));
+        let tracker = supervisor.tracker().clone();
+        supervisor.spawn(
+            "ingest writer",
+            write_loop(store, rx, stored, shutdown, tracker),
+        );
         IngestQueue { tx }
     }
 
