@@ -41,7 +41,7 @@ async fn jobs_and_events_filter_and_paginate() {
         .await;
     assert_eq!(events["data"]["total"], 2);
     assert_eq!(events["data"]["events"].as_array().unwrap().len(), 1);
-    let id = events["data"]["events"][0]["id"].as_i64().unwrap();
+    let id = events["data"]["events"][0]["row_id"].as_i64().unwrap();
     let one = app.get_json(&format!("/api/webhooks/events/{id}")).await;
     assert_eq!(one["data"]["payload"]["action"], "queued");
 

@@ -459,7 +459,7 @@ async fn job_queries_filter_order_and_page() {
         assert_eq!(ids(&page.items, |j| j.id), vec![3, 7, 5, 4, 2, 6, 1]);
         seen.note("all jobs", &page);
         let queued_app = JobFilter {
-            status: Some(JobStatus::Queued),
+            status: vec![JobStatus::Queued],
             repository: Some("octo/app".to_owned()),
             limit: 2,
             offset: 1,

@@ -34,21 +34,11 @@ async fn list_jobs(
     query: Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            JobStatus::parse(s).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "unknown status `{s}`: use queued, waiting, in_progress or completed"
-                ))
-            })
-        })
-        .transpose()?;
+    let status = q.status.as_deref().map(job_statuses).transpose()?;
     let page = state
         .store
         .list_jobs(&JobFilter {
-            status,
+            status: status.unwrap_or_default(),
             repository: q.repository,
             limit: q.limit,
             offset: q.offset,
@@ -58,6 +48,23 @@ async fn list_jobs(
     Ok(ok(
         json!({"jobs": jobs, "total": page.total, "limit": page.limit, "offset": page.offset}),
     ))
+}
+
+/// The statuses a `status=` filter means. `pending` is the original RunnerHub's name for the
+/// job queue (its troubleshooting section lists it with `?status=pending`): the jobs not started
+/// yet, `queued` or `waiting` (for an environment approval), which is what a runner is wanted for.
+fn job_statuses(s: &str) -> Result<Vec<JobStatus>, ApiError> {
+    if s == "pending" {
+        return Ok(vec![JobStatus::Queued, JobStatus::Waiting]);
+    }
+    JobStatus::parse(s)
+        .map(|status| vec![status])
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown status `{s}`: use pending (queued or waiting), queued, waiting, \
+             in_progress or completed"
+            ))
+        })
 }
 
 async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {

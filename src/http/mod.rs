@@ -7,6 +7,7 @@ mod jobs;
 mod metrics;
 mod request_id;
 mod runners;
+mod seed_views;
 pub mod snapshot;
 mod webhooks;
 pub mod ws;

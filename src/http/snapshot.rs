@@ -69,7 +69,7 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
     queue.retain(&wanted);
     let mut running_jobs = store
         .list_jobs(&JobFilter {
-            status: Some(JobStatus::InProgress),
+            status: vec![JobStatus::InProgress],
             repository: one.map(str::to_owned),
             limit: SNAPSHOT_RUNNING_MAX,
             offset: 0,
@@ -84,7 +84,7 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
     {
         let page = store
             .list_jobs(&JobFilter {
-                status: Some(status),
+                status: vec![status],
                 repository: one.map(str::to_owned),
                 limit: 1,
                 offset: 0,

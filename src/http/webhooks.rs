@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult, ok};
+use super::seed_views::{self, SeedEvent};
 use crate::app::AppState;
 use crate::store::{EventFilter, InsertOutcome};
 use crate::webhook::MAX_BODY_BYTES;
@@ -114,7 +115,10 @@ async fn acknowledge(state: &AppState, delivery: NewDelivery) -> Response {
         _ => (StatusCode::ACCEPTED, "accepted"),
     };
     tracing::debug!(delivery = %guid, %event, status = word, "webhook acknowledged");
-    let mut body = json!({"success": true, "status": word, "delivery": guid, "event": event});
+    let message = seed_views::ack_message(word, ignored.as_deref());
+    let mut body = json!({
+        "success": true, "message": message, "status": word, "delivery": guid, "event": event,
+    });
     if let Some(reason) = ignored {
         body["reason"] = json!(reason);
     }
@@ -150,22 +154,33 @@ async fn list_events(
         .list_events(&EventFilter {
             repository: q.repository,
             event: q.event,
-            limit: q.limit,
+            limit: match q.limit {
+                0 => seed_views::DEFAULT_EVENTS_LIMIT,
+                limit => limit,
+            },
             offset: q.offset,
         })
         .await?;
+    let events: Vec<SeedEvent> = page.items.iter().map(SeedEvent::from).collect();
     Ok(ok(
-        json!({"events": page.items, "total": page.total, "limit": page.limit, "offset": page.offset}),
+        json!({"events": events, "total": page.total, "limit": page.limit, "offset": page.offset}),
     ))
 }
 
+/// `{id}` is a delivery GUID (the event `id` the listing shows) or a row id (`row_id`); a
+/// GUID that looks like a number is looked up as a GUID first.
 async fn get_event(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("`{id}` is not an event id")))?;
-    match state.store.event(id).await? {
-        Some(event) => Ok(ok(event)),
-        None => Err(ApiError::NotFound(format!("event {id} is not in the log"))),
+    let mut found = state.store.event_by_delivery(&id).await?;
+    if found.is_none()
+        && let Ok(row_id) = id.parse::<i64>()
+    {
+        found = state.store.event(row_id).await?;
+    }
+    match found {
+        Some(event) => Ok(ok(SeedEvent::from(&event))),
+        None => Err(ApiError::NotFound(format!(
+            "no event with delivery id or row id `{id}` is in the log"
+        ))),
     }
 }
 
@@ -185,7 +200,13 @@ async fn statistics(
     }
     let since = Utc::now() - chrono::Duration::hours(i64::from(hours));
     let stats = state.store.event_statistics(since).await?;
-    Ok(ok(json!({"hours": hours, "statistics": stats})))
+    Ok(ok(json!({
+        "hours": hours,
+        "statistics": stats,
+        "timeWindow": seed_views::time_window(hours),
+        "summary": seed_views::summary(&stats),
+        "byEvent": seed_views::by_event(&stats),
+    })))
 }
 
 /// Pending deliveries older than this make the ingest pipeline "degraded".
@@ -197,6 +218,11 @@ async fn health(State(state): State<AppState>) -> ApiResult {
         .oldest_pending_at
         .map(|at| (Utc::now() - at).num_seconds());
     let degraded = oldest_age.is_some_and(|age| age > DEGRADED_PENDING_AGE_SECS);
+    // The original's `recentEvents` and `hourlyStats` cover the last hour.
+    let last_hour = state
+        .store
+        .event_statistics(Utc::now() - chrono::Duration::hours(1))
+        .await?;
     Ok(ok(json!({
         "status": if degraded { "degraded" } else { "healthy" },
         "pending": health.pending,
@@ -204,18 +230,61 @@ async fn health(State(state): State<AppState>) -> ApiResult {
         "last_received_at": health.last_received_at,
         "failed": health.failed,
         "signature_required": !state.allow_unsigned(),
+        "recentEvents": last_hour.total,
+        "lastEventTime": health.last_received_at,
+        "hourlyStats": seed_views::by_event(&last_hour),
     })))
 }
 
+/// The optional body of `POST /api/webhooks/test`, as the original RunnerHub documents it
+/// (`{"eventType": "ping", "repository": "test/repo"}`); no body means a plain ping.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TestRequest {
+    event_type: Option<String>,
+    repository: Option<String>,
+}
+
+fn parse_test_request(body: &[u8]) -> Result<TestRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(TestRequest::default());
+    }
+    let request: TestRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"eventType\": \"ping\", \"repository\": \"owner/repo\"}}: {e}"
+        ))
+    })?;
+    // Only a ping: any other synthetic event would change jobs and runners.
+    if let Some(other) = request.event_type.as_deref().filter(|&t| t != "ping") {
+        return Err(ApiError::bad_request(format!(
+            "eventType `{other}` cannot be tested: only `ping` is sent through the pipeline"
+        )));
+    }
+    if request
+        .repository
+        .as_deref()
+        .is_some_and(|r| r.split('/').count() != 2)
+    {
+        return Err(ApiError::bad_request(
+            "repository must look like `owner/repo`",
+        ));
+    }
+    Ok(request)
+}
+
 /// Sends a synthetic `ping` through the whole pipeline (log, processor, event stream).
-async fn test_delivery(State(state): State<AppState>) -> ApiResult {
+async fn test_delivery(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult {
+    let request = parse_test_request(&body)?;
     let guid = format!("test-{}", crate::webhook::new_delivery_guid());
-    let payload = json!({"zen": "runnerhub test delivery", "hook_id": 0});
+    let mut payload = json!({"zen": "runnerhub test delivery", "hook_id": 0});
+    if let Some(repo) = &request.repository {
+        payload["repository"] = json!({"full_name": repo});
+    }
     let delivery = NewDelivery {
         delivery_id: guid.clone(),
         event: "ping".into(),
         action: None,
-        repository: None,
+        repository: request.repository.clone(),
         payload: Payload::compress(&payload.to_string()),
         signature_valid: true,
         received_at: Utc::now(),
@@ -224,7 +293,12 @@ async fn test_delivery(State(state): State<AppState>) -> ApiResult {
     match state.ingest.submit(delivery).await {
         Ok(_) => Ok((
             StatusCode::ACCEPTED,
-            ok(json!({"delivery": guid, "event": "ping"})),
+            ok(json!({
+                "message": "Test ping stored; it goes through the pipeline like a delivery",
+                "delivery": guid,
+                "event": "ping",
+                "repository": request.repository,
+            })),
         )
             .into_response()),
         Err(error) => Err(ApiError::Unavailable(error.to_string())),

@@ -204,7 +204,7 @@ async fn unlisted_open_jobs(
     let fetch = MAX_LOOKUPS_PER_REPOSITORY.saturating_add(listed.len() as u32);
     let running = store
         .list_jobs(&JobFilter {
-            status: Some(JobStatus::InProgress),
+            status: vec![JobStatus::InProgress],
             repository: Some(repository.to_owned()),
             limit: fetch,
             offset: 0,

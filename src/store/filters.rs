@@ -19,16 +19,21 @@ where
     }
 }
 
-/// `AND status = ? AND repository = ?` for the job filters that are set.
+/// `AND status IN (?, …) AND repository = ?` for the job filters that are set.
 pub(super) fn push_job_filter<'a, DB>(query: &mut QueryBuilder<'a, DB>, filter: &'a JobFilter)
 where
     DB: Database,
     &'a String: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
 {
-    if let Some(status) = filter.status {
-        let status: &'a str = status.as_str();
-        query.push(" AND status = ").push_bind(status);
+    if !filter.status.is_empty() {
+        query.push(" AND status IN (");
+        let mut list = query.separated(", ");
+        for status in &filter.status {
+            let status: &'a str = status.as_str();
+            list.push_bind(status);
+        }
+        query.push(")");
     }
     if let Some(repo) = &filter.repository {
         query.push(" AND repository = ").push_bind(repo);

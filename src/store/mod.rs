@@ -129,6 +129,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn event(&self, id: i64) -> StoreResult<Option<EventRecord>>;
 
+    /// The stored delivery with this GUID (`X-GitHub-Delivery`). Refused attempts may share a
+    /// genuine delivery's GUID: the genuine one is preferred, then the latest.
+    async fn event_by_delivery(&self, delivery_id: &str) -> StoreResult<Option<EventRecord>>;
+
     async fn event_statistics(&self, since: DateTime<Utc>) -> StoreResult<EventStatistics>;
 
     async fn ingest_health(&self) -> StoreResult<IngestHealth>;

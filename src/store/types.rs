@@ -118,7 +118,8 @@ pub struct EventFilter {
 
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
-    pub status: Option<JobStatus>,
+    /// Jobs in any of these statuses; empty means every status.
+    pub status: Vec<JobStatus>,
     pub repository: Option<String>,
     pub limit: u32,
     pub offset: u32,
@@ -127,6 +128,9 @@ pub struct JobFilter {
 /// One row of the audit log as the API shows it (payload only on the single-event view).
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRecord {
+    /// The row id, also accepted by `GET /api/webhooks/events/{id}`. The API serves it as
+    /// `row_id`: the original RunnerHub's event `id` is the delivery GUID.
+    #[serde(rename = "row_id")]
     pub id: i64,
     pub delivery_id: String,
     pub event: String,
@@ -150,7 +154,32 @@ pub struct EventStatistics {
     pub by_event: BTreeMap<String, i64>,
     pub by_outcome: BTreeMap<String, i64>,
     pub signature_failures: i64,
+    /// Deliveries whose outcome is not recorded yet.
     pub pending: i64,
+    /// Per event type, counted by the `processed` flag (the original RunnerHub's `byEvent`).
+    #[serde(skip)]
+    pub by_event_counts: BTreeMap<String, EventCounts>,
+}
+
+/// Deliveries of one event type: `processed + pending = total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EventCounts {
+    pub total: i64,
+    pub processed: i64,
+    pub pending: i64,
+}
+
+impl EventStatistics {
+    /// Adds `n` deliveries of `event` to the per-event counts.
+    pub(super) fn count_processed(&mut self, event: &str, processed: bool, n: i64) {
+        let counts = self.by_event_counts.entry(event.to_owned()).or_default();
+        counts.total += n;
+        if processed {
+            counts.processed += n;
+        } else {
+            counts.pending += n;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
