@@ -6,6 +6,8 @@
 //! when stderr is a terminal. Request handling runs in a `request{request_id=…}` span, so every
 //! line a request causes carries its id.
 
+pub mod repeats;
+
 use std::fmt;
 
 use tracing::{Event, Level, Subscriber};

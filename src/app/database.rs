@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
+use crate::telemetry::repeats::{self, Repeats};
 
 /// Opens the configured database and applies migrations. The scheme picks the backend:
 /// `sqlite:` or `postgres:`/`postgresql:`.
@@ -120,7 +121,13 @@ pub(super) async fn maintain_store(
                 stop_daemon.cancel();
                 return;
             }
-            Err(error) => tracing::warn!(%error, "database maintenance failed"),
+            Err(error) => {
+                // Ten times a second in a fault (a full disk): one line per window instead.
+                static REPEATS: Repeats = Repeats::new(repeats::WINDOW);
+                if let Some(held) = REPEATS.admit() {
+                    tracing::warn!(%error, "database maintenance failed{held}");
+                }
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::intake::NewDelivery;
 use crate::store::{InsertOutcome, Store, StoreError};
+use crate::telemetry::repeats::{self, Repeats};
 
 /// Deliveries written per transaction at most.
 pub const MAX_BATCH: usize = 512;
@@ -134,7 +135,11 @@ async fn write_batch(
 }
 
 fn fail(waiters: Vec<oneshot::Sender<Result<InsertOutcome, IngestError>>>, error: &StoreError) {
-    tracing::error!(%error, deliveries = waiters.len(), "cannot store webhook deliveries");
+    // Every batch fails alike while the disk is full: one line per window, with the count.
+    static REPEATS: Repeats = Repeats::new(repeats::WINDOW);
+    if let Some(held) = REPEATS.admit() {
+        tracing::error!(%error, deliveries = waiters.len(), "cannot store webhook deliveries{held}");
+    }
     for done in waiters {
         let _ = done.send(Err(IngestError::Storage));
     }
