@@ -104,6 +104,10 @@ async fn jit_config_sends_documented_request_and_reads_fixture() {
 #[tokio::test]
 async fn jit_config_errors_map_status_and_carry_githubs_message() {
     let stub = Stub::start(|req, _n| {
+        if req.method == "GET" {
+            // The conflict is looked up: no runner of that name, so it is not ours to replace.
+            return Reply::json(200, r#"{"total_count":0,"runners":[]}"#.into());
+        }
         let status = match req.body["name"].as_str().unwrap() {
             "conflict" => 409,
             "invalid" => 422,
@@ -141,8 +145,9 @@ async fn jit_config_errors_map_status_and_carry_githubs_message() {
         "{err:?}"
     );
     assert!(!format!("{err} {err:?}").contains(PAT));
-    // 4xx are answers, not failures: never retried.
-    assert_eq!(stub.requests().len(), 4);
+    // 4xx are answers, not failures: never retried. The 409 is looked up once (a GET).
+    let methods: Vec<String> = stub.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["POST", "GET", "POST", "POST", "POST"]);
 }
 
 #[tokio::test]
@@ -507,4 +512,103 @@ mod app_auth {
         assert_eq!(client.list_runners(&repo()).await.unwrap().len(), 2);
         assert_eq!(exchanges.load(Ordering::SeqCst), 2);
     }
+}
+
+/// A JIT registration retried after a client timeout: GitHub registered the runner on the first
+/// attempt, whose answer came too late, and refuses the retry's name with 409. The client finds
+/// the registration by name, deletes it and registers again, so none is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jit_config_retried_after_a_timeout_replaces_the_registration_it_leaked() {
+    let registered: Arc<std::sync::Mutex<Vec<i64>>> = Arc::default();
+    let github = registered.clone();
+    let stub = Stub::start(move |req, n| {
+        let mut registered = github.lock().unwrap();
+        match (req.method.as_str(), req.path.as_str()) {
+            ("POST", _) if !registered.is_empty() => {
+                Reply::json(409, r#"{"message":"Already exists"}"#.into())
+            }
+            ("POST", _) => {
+                let id = 100 + n as i64;
+                registered.push(id);
+                let first = n == 0;
+                drop(registered);
+                if first {
+                    // Registered, but the answer comes after the client gave up.
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
+                Reply::json(
+                    201,
+                    format!(
+                        r#"{{"runner":{{"id":{id},"name":"runnerhub-linux-0a1b2c3d"}},"encoded_jit_config":"cfg-{id}"}}"#
+                    ),
+                )
+            }
+            ("GET", _) => {
+                let runners: Vec<_> = registered
+                    .iter()
+                    .map(|id| serde_json::json!({"id": id, "name": "runnerhub-linux-0a1b2c3d", "status": "offline", "busy": false, "labels": []}))
+                    .collect();
+                Reply::json(
+                    200,
+                    serde_json::json!({"total_count": runners.len(), "runners": runners}).to_string(),
+                )
+            }
+            ("DELETE", path) => {
+                let id: i64 = path.rsplit('/').next().unwrap().parse().unwrap();
+                registered.retain(|r| *r != id);
+                Reply::empty(204)
+            }
+            _ => Reply::empty(500),
+        }
+    })
+    .await;
+    let policy = RetryPolicy {
+        request_timeout: Duration::from_millis(300),
+        ..fast_policy()
+    };
+    let client = pat_client(&stub).with_retry_policy(policy);
+
+    let jit = client
+        .generate_jit_config(&jit_request(repo()))
+        .await
+        .unwrap();
+    assert_eq!(
+        jit.encoded_jit_config.expose(),
+        format!("cfg-{}", jit.runner_id)
+    );
+    assert_eq!(
+        *registered.lock().unwrap(),
+        vec![jit.runner_id],
+        "exactly one registration left: the one whose config was returned"
+    );
+    let calls: Vec<String> = stub
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        calls.contains(&"DELETE /repos/octo/hello/actions/runners/100".to_string()),
+        "{calls:?}"
+    );
+}
+
+/// A 409 for a name whose runner is busy (running a job) never deletes it.
+#[tokio::test]
+async fn jit_config_conflict_with_a_busy_runner_keeps_it() {
+    let stub = Stub::start(|req, _n| match req.method.as_str() {
+        "POST" => Reply::json(409, r#"{"message":"Already exists"}"#.into()),
+        "GET" => Reply::json(
+            200,
+            r#"{"total_count":1,"runners":[{"id":7,"name":"runnerhub-linux-0a1b2c3d","status":"online","busy":true,"labels":[]}]}"#.into(),
+        ),
+        _ => Reply::empty(500),
+    })
+    .await;
+    let client = pat_client(&stub);
+    let err = client
+        .generate_jit_config(&jit_request(repo()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GithubError::NameConflict(_)), "{err:?}");
+    assert!(stub.requests().iter().all(|r| r.method != "DELETE"));
 }

@@ -23,6 +23,8 @@ const MAX_RUNNER_PAGES: u32 = 100;
 #[async_trait::async_trait]
 pub trait GithubApi: Send + Sync + 'static {
     /// Registers a just-in-time runner (`POST {scope}/actions/runners/generate-jitconfig`).
+    /// Idempotent across retries: a 409 for the name (an earlier attempt registered it but its
+    /// answer was lost) deletes that registration, unless busy, and registers again.
     async fn generate_jit_config(&self, req: &JitRequest) -> Result<JitConfig, GithubError>;
     /// Deletes a runner registration (`DELETE {scope}/actions/runners/{id}`).
     async fn delete_runner(
@@ -308,6 +310,60 @@ impl GithubClient {
         }
     }
 
+    /// One `generate-jitconfig` call (with the usual retries).
+    async fn register_jit(&self, req: &JitRequest) -> Result<JitConfig, GithubError> {
+        let path = format!(
+            "{}/actions/runners/generate-jitconfig",
+            req.scope.api_path()
+        );
+        let body = serde_json::json!({
+            "name": req.name,
+            "runner_group_id": req.runner_group_id,
+            "labels": req.labels,
+        });
+        let resp = self
+            .request("generate_jitconfig", Method::POST, &path, &[], Some(&body))
+            .await?;
+        if resp.status != 201 && resp.status != 200 {
+            return Err(error_for(&resp));
+        }
+        let wire: WireJitConfig = decode(&resp)?;
+        tracing::info!(scope = %req.scope, runner.name = %wire.runner.name, runner.id = wire.runner.id, "registered JIT runner");
+        Ok(JitConfig {
+            runner_id: wire.runner.id,
+            runner_name: wire.runner.name,
+            encoded_jit_config: Secret::new(wire.encoded_jit_config),
+        })
+    }
+
+    /// After a 409 for `req.name`: deletes the registration of that name, if there is one that
+    /// is not busy, and says whether it did.
+    ///
+    /// GitHub hands out a JIT config only when it generates it, so a registration whose answer
+    /// was lost (an attempt timed out on our side after GitHub had registered it; the retry got
+    /// 409) can only be replaced: kept, it stays registered for nothing. Runner names are
+    /// runnerhub's and unique per launch, so the runner of that name is that registration; a
+    /// busy one is running a job and is never deleted.
+    async fn delete_leaked_registration(&self, req: &JitRequest) -> Result<bool, GithubError> {
+        let registered = self.list_runners(&req.scope).await?;
+        let Some(leaked) = registered.into_iter().find(|r| r.name == req.name) else {
+            return Ok(false);
+        };
+        if leaked.busy {
+            return Ok(false);
+        }
+        let outcome = self.delete_runner(&req.scope, leaked.id).await?;
+        tracing::warn!(
+            scope = %req.scope,
+            runner.name = %req.name,
+            runner.id = leaked.id,
+            ?outcome,
+            "a registration of this name already existed (an earlier attempt's answer was lost); \
+             deleted it to register again"
+        );
+        Ok(outcome != DeleteOutcome::Busy)
+    }
+
     /// The timeout of the next attempt: the request timeout, capped by the remaining budget
     /// (at least one second, so an attempt is never doomed from the start).
     fn attempt_timeout(&self, started: Instant) -> Duration {
@@ -365,28 +421,15 @@ impl GithubClient {
 #[async_trait::async_trait]
 impl GithubApi for GithubClient {
     async fn generate_jit_config(&self, req: &JitRequest) -> Result<JitConfig, GithubError> {
-        let path = format!(
-            "{}/actions/runners/generate-jitconfig",
-            req.scope.api_path()
-        );
-        let body = serde_json::json!({
-            "name": req.name,
-            "runner_group_id": req.runner_group_id,
-            "labels": req.labels,
-        });
-        let resp = self
-            .request("generate_jitconfig", Method::POST, &path, &[], Some(&body))
-            .await?;
-        if resp.status != 201 && resp.status != 200 {
-            return Err(error_for(&resp));
+        match self.register_jit(req).await {
+            Err(GithubError::NameConflict(message)) => {
+                if !self.delete_leaked_registration(req).await? {
+                    return Err(GithubError::NameConflict(message));
+                }
+                self.register_jit(req).await
+            }
+            other => other,
         }
-        let wire: WireJitConfig = decode(&resp)?;
-        tracing::info!(scope = %req.scope, runner.name = %wire.runner.name, runner.id = wire.runner.id, "registered JIT runner");
-        Ok(JitConfig {
-            runner_id: wire.runner.id,
-            runner_name: wire.runner.name,
-            encoded_jit_config: Secret::new(wire.encoded_jit_config),
-        })
     }
 
     async fn delete_runner(
