@@ -13,6 +13,8 @@
 //! - [`metrics`]: the catalog of Prometheus metric names and the recorder behind `/metrics`.
 //! - [`http`]: routers per resource, the error envelope, bearer-token guard, the live feed
 //!   (`ws`, `snapshot`) and the embedded dashboard.
+//! - [`replay`]: `events export` and `replay`: recorded deliveries through the scheduler's
+//!   decisions in virtual time, for capacity planning.
 //! - [`scheduler`]: the task that owns job state; the delivery processor.
 //! - [`store`]: the `Store` trait and its SQLite and PostgreSQL backends.
 //! - [`supervisor`]: the daemon's own tasks, watched: a panic stops the daemon (non-zero).
@@ -29,6 +31,7 @@ pub mod github;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod replay;
 pub mod scheduler;
 pub mod store;
 pub mod supervisor;

@@ -52,6 +52,19 @@ enum Command {
     Demo(runnerhub::demo::DemoArgs),
     /// The GitHub simulator, for tests and demos: `sim serve`, `sim enqueue`, `sim push`.
     Sim(runnerhub::github::sim::cli::SimArgs),
+    /// The audit log: `events export` writes its deliveries as NDJSON (for `replay`).
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Capacity planning: recorded deliveries through the scheduler's decisions in virtual
+    /// time, under this configuration (and `--compare` another).
+    Replay(runnerhub::replay::cli::ReplayArgs),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Signature-valid deliveries, oldest first, one JSON object per line, to stdout. Opens the
+    /// database read-only.
+    Export(runnerhub::replay::cli::ExportArgs),
 }
 
 #[derive(Subcommand)]
@@ -148,6 +161,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Events(EventsCommand::Export(args)) => runnerhub::replay::cli::export(args).await,
+        Command::Replay(args) => runnerhub::replay::cli::replay(args).await,
         Command::Sim(args) => runnerhub::github::sim::cli::run_cli(args).await,
         Command::Demo(args) => runnerhub::demo::run(args).await,
         Command::Config(ConfigCommand::Check { config }) => {

@@ -29,20 +29,36 @@ pub struct QueuedJob {
 
 impl QueuedJob {
     pub fn from_job(job: &Job, pool: &str, aging_per_minute: f64) -> Self {
-        let queued_at = job.created_at.unwrap_or(job.first_seen_at);
+        QueuedJob::new(
+            job.id,
+            pool,
+            &job.repository,
+            job.labels.clone(),
+            job.priority,
+            job.created_at.unwrap_or(job.first_seen_at),
+            aging_per_minute,
+        )
+    }
+
+    /// A job queued at `queued_at` (GitHub's `created_at`) with its rule score `priority`.
+    pub fn new(
+        id: JobId,
+        pool: &str,
+        repository: &str,
+        labels: Vec<String>,
+        priority: i64,
+        queued_at: DateTime<Utc>,
+        aging_per_minute: f64,
+    ) -> Self {
         let ms = queued_at.timestamp_millis();
         QueuedJob {
-            id: job.id,
+            id,
             pool: pool.to_owned(),
-            repository: job.repository.clone(),
-            labels: job.labels.clone(),
-            priority: job.priority,
+            repository: repository.to_owned(),
+            labels,
+            priority,
             queued_at,
-            key: (
-                Reverse(queue_rank(job.priority, ms, aging_per_minute)),
-                ms,
-                job.id,
-            ),
+            key: (Reverse(queue_rank(priority, ms, aging_per_minute)), ms, id),
         }
     }
 
