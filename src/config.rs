@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod redact;
 mod secret;
 mod validate;
 
@@ -424,13 +425,18 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut root: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: origin.to_owned(),
-            message: e.to_string(),
+            message: redact::syntax_message(text, &e),
         })?;
         validate::apply_env_overrides(&mut root, env)?;
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(root))
             .map_err(|e| {
                 let key = e.path().to_string();
-                ConfigError::invalid(key, e.into_inner().to_string())
+                let message = e.into_inner().to_string();
+                if redact::is_secret_key(&key) {
+                    ConfigError::invalid(key, redact::secret_type_message(&message))
+                } else {
+                    ConfigError::invalid(key, message)
+                }
             })?;
         for (var, value) in env {
             match var.as_str() {

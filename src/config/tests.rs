@@ -184,3 +184,22 @@ fn secrets_never_print() {
         }
     }
 }
+
+#[test]
+fn secret_keys_of_the_wrong_type_are_named_without_the_value() {
+    let err = load("[server]\napi_tokens = \"tok-unit-77\"", SIGNED)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("server.api_tokens"), "{err}");
+    assert!(err.contains("expected a sequence"), "{err}");
+    assert!(!err.contains("tok-unit-77"), "{err}");
+    let err = load("[server]\napi_tokens = [\"tok-unit-77\"\n", SIGNED)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 3, column 1"), "{err}");
+    assert!(!err.contains("tok-unit-77"), "{err}");
+    // Non-secret keys keep their value in the message: it helps, and hides nothing.
+    let text = "[[pools]]\nname = \"a\"\nlabels = [\"x\"]\nidle_timeout = \"soon\"";
+    let err = load(text, SIGNED).unwrap_err().to_string();
+    assert!(err.contains("`soon`"), "{err}");
+}

@@ -66,6 +66,13 @@ impl AppAuth {
         installation_id: u64,
         path: &Path,
     ) -> anyhow::Result<Self> {
+        // Key contents pasted where the path belongs would be printed by the error below.
+        let shown = path.to_string_lossy();
+        if shown.contains("-----BEGIN") || shown.contains('\n') || shown.len() > 4096 {
+            anyhow::bail!(
+                "github.private_key_path: this looks like the key itself, not a path to its file (not shown)"
+            );
+        }
         let pem = std::fs::read(path).map_err(|e| {
             anyhow::anyhow!(
                 "github.private_key_path: cannot read {}: {e}",

@@ -1,0 +1,176 @@
+//! Hostile input against the real binary (issue #15). Each test asserts the bound, the answer,
+//! and that nothing acknowledged is lost.
+//!
+//! Secrets in errors: a secret written in the wrong shape (a string where a list belongs), or on
+//! a line with a TOML syntax error, is named by key and position, never printed — at start from
+//! the file or the environment, and on SIGHUP.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::daemon::Daemon;
+
+const TOKEN: &str = "tok-hostile-6b1f0c9e2a";
+const SECRET: &str = "whsec-hostile-93d0a7c4";
+const DB_PASSWORD: &str = "pw-hostile-5e8c21";
+
+fn base(server_extra: &str, github_extra: &str) -> String {
+    format!(
+        r#"
+[server]
+shutdown_grace = "0s"
+{server_extra}
+[database]
+url = "sqlite://{{dir}}/runnerhub.db"
+[github]
+api_url = "http://127.0.0.1:9"
+{github_extra}
+"#
+    )
+}
+
+/// Runs `runnerhub serve` on `config` with `env` and returns its status and all output.
+fn serve_output(config: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runnerhub.toml");
+    std::fs::write(
+        &path,
+        config.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runnerhub"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("RUST_LOG", "debug")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+fn assert_hidden(text: &str, secret: &str, key: &str) {
+    assert!(!text.contains(secret), "`{secret}` printed:\n{text}");
+    assert!(text.contains(key), "`{key}` not named:\n{text}");
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_in_the_file_is_named_not_printed() {
+    let cases = [
+        (
+            base(
+                &format!("api_tokens = \"{TOKEN}\""),
+                &format!("webhook_secrets = [\"{SECRET}\"]"),
+            ),
+            TOKEN,
+            "server.api_tokens",
+        ),
+        (
+            base("", &format!("webhook_secrets = \"{SECRET}\"")),
+            SECRET,
+            "github.webhook_secrets",
+        ),
+        (
+            base(
+                "",
+                &format!("webhook_secrets = [\"x\"]\ntoken = [\"{TOKEN}\", 1]"),
+            ),
+            TOKEN,
+            "github.token",
+        ),
+    ];
+    for (config, secret, key) in cases {
+        let (status, text) = serve_output(&config, &[]);
+        assert!(!status.success(), "{text}");
+        assert_hidden(&text, secret, key);
+        assert!(text.contains("expected"), "serde's clause kept:\n{text}");
+    }
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_in_the_environment_is_named_not_printed() {
+    let config = base("", "webhook_secrets = [\"x\"]");
+    for (var, key) in [
+        ("RUNNERHUB__SERVER__API_TOKENS", "server.api_tokens"),
+        (
+            "RUNNERHUB__GITHUB__WEBHOOK_SECRETS",
+            "github.webhook_secrets",
+        ),
+    ] {
+        let (status, text) = serve_output(&config, &[(var, TOKEN)]);
+        assert!(!status.success(), "{text}");
+        assert_hidden(&text, TOKEN, key);
+    }
+    // A database URL that is no string: its password is not shown either.
+    let url = format!("[\"postgres://u:{DB_PASSWORD}@127.0.0.1/db\", 1]");
+    let (status, text) = serve_output(&config, &[("RUNNERHUB__DATABASE__URL", &url)]);
+    assert!(!status.success(), "{text}");
+    assert_hidden(&text, DB_PASSWORD, "database.url");
+}
+
+#[test]
+fn a_toml_syntax_error_gives_the_position_not_the_line() {
+    // An unterminated string and a missing `=`: both are lines holding a secret.
+    for bad in [
+        format!("[server]\napi_tokens = [\"{TOKEN}\"\n"),
+        format!("[github]\nwebhook_secrets = [\"x\"]\ntoken \"{TOKEN}\"\n"),
+        format!("[server]\napi_tokens = [{TOKEN}]\n"),
+    ] {
+        let (status, text) = serve_output(&bad, &[]);
+        assert!(!status.success(), "{text}");
+        assert_hidden(&text, TOKEN, "line ");
+        assert!(text.contains("column"), "{text}");
+    }
+}
+
+#[test]
+fn sighup_with_a_secret_of_the_wrong_type_refuses_without_printing_it() {
+    let good = base("", "webhook_secrets = [\"x\"]");
+    let d = Daemon::start(&good, &[("RUST_LOG", "debug")], &[]);
+    let dir = d.dir.path().display().to_string();
+    let bad = base(
+        &format!("api_tokens = \"{TOKEN}\""),
+        "webhook_secrets = [\"x\"]",
+    );
+    std::fs::write(&d.config_path, bad.replace("{dir}", &dir)).unwrap();
+    d.signal("HUP");
+    let refused = d.wait_for_log("reload refused", Duration::from_secs(10));
+    assert!(refused.contains("server.api_tokens"), "{refused}");
+    let syntax = format!("[server]\napi_tokens = [\"{TOKEN}\"\n");
+    std::fs::write(&d.config_path, syntax).unwrap();
+    d.signal("HUP");
+    for _ in 0..200 {
+        if d.count_logs("reload refused") >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(d.count_logs("reload refused"), 2, "{}", d.logs());
+    let logs = d.logs();
+    assert!(!logs.contains(TOKEN), "secret in the logs:\n{logs}");
+    // Still serving on the old configuration.
+    assert!(raw_get(d.addr, "/healthz").starts_with("HTTP/1.1 200"));
+}
+
+/// A plain HTTP/1.1 GET over loopback; returns the whole answer.
+fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
