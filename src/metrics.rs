@@ -41,6 +41,9 @@ pub const WEBHOOK_REJECTIONS_TOTAL: &str = "webhook_rejections_total";
 pub const WEBHOOK_INGEST_COMMIT_SECONDS: &str = "webhook_ingest_commit_seconds";
 /// Histogram: deliveries per group commit.
 pub const WEBHOOK_INGEST_BATCH_SIZE: &str = "webhook_ingest_batch_size";
+/// Gauge: 1 while the ingest writer's last batch failed to be stored (disk full, read-only
+/// database, the database file gone) and none succeeded since; `/readyz` fails meanwhile.
+pub const WEBHOOK_INGEST_WRITES_FAILING: &str = "runnerhub_ingest_writes_failing";
 /// Gauge: Unix time of the last delivery whose signature verified (process start until then),
 /// so "no webhook for an hour" is `time() - this > 3600`.
 pub const WEBHOOK_LAST_RECEIVED_TIMESTAMP_SECONDS: &str = "webhook_last_received_timestamp_seconds";
@@ -139,6 +142,7 @@ pub const ALL: &[&str] = &[
     WEBHOOK_INGEST_COMMIT_SECONDS,
     WEBHOOK_INGEST_BATCH_SIZE,
     WEBHOOK_LAST_RECEIVED_TIMESTAMP_SECONDS,
+    WEBHOOK_INGEST_WRITES_FAILING,
     QUEUE_DEPTH,
     RUNNERS,
     QUEUED_TO_RUNNER_IDLE_SECONDS,
@@ -286,6 +290,10 @@ pub fn describe(config: &Config) {
         CONFIG_LAST_RELOAD_SUCCESSFUL,
         "1 when the last configuration reload succeeded or none happened, 0 when refused"
     );
+    describe_gauge!(
+        WEBHOOK_INGEST_WRITES_FAILING,
+        "1 while the last batch of deliveries could not be stored and none has been since"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the label carries the version");
 
     // `increment(0)` registers a series without changing a value an earlier app in the same
@@ -335,6 +343,7 @@ pub fn init_process_gauges() {
         // NaN, not 0: "remaining = 0" would fire the rate-limit alert before the first call.
         metrics::gauge!(GITHUB_RATE_LIMIT_REMAINING).set(f64::NAN);
         metrics::gauge!(CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
+        metrics::gauge!(WEBHOOK_INGEST_WRITES_FAILING).set(0.0);
     });
 }
 

@@ -29,6 +29,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
+    if let Some(failing) = state.ingest.writes_failing() {
+        // The database answers reads but cannot store deliveries (disk full, read-only).
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(
+                json!({"status": "writes_failing", "last_failure_seconds_ago": failing.as_secs()}),
+            ),
+        )
+            .into_response();
+    }
     match state.store.ping().await {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(error) => {

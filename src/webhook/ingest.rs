@@ -40,6 +40,30 @@ struct Pending {
 #[derive(Clone)]
 pub struct IngestQueue {
     tx: mpsc::Sender<Pending>,
+    health: Arc<WriteHealth>,
+}
+
+/// Whether the writer can store deliveries, as its last batch found.
+#[derive(Default)]
+struct WriteHealth {
+    /// When the last batch failed, if none succeeded since.
+    last_failure: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How long a failed write keeps the daemon unready without a later attempt (each failure starts
+/// it again, so a daemon that keeps failing stays unready): a load balancer
+/// that takes an unready daemon out sends it nothing to retry with, so after this it is ready
+/// again and the next delivery tells (a daemon with a full disk flaps instead of staying out
+/// for good after the disk has room again).
+pub const WRITE_FAILURE_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl WriteHealth {
+    fn record(&self, ok: bool) {
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        *last = (!ok).then(Instant::now);
+        let failing = if ok { 0.0 } else { 1.0 };
+        metrics::gauge!(crate::metrics::WEBHOOK_INGEST_WRITES_FAILING).set(failing);
+    }
 }
 
 impl IngestQueue {
@@ -54,11 +78,24 @@ impl IngestQueue {
     ) -> IngestQueue {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let tracker = supervisor.tracker().clone();
+        let health = Arc::new(WriteHealth::default());
         supervisor.spawn(
             "ingest writer",
-            write_loop(store, rx, stored, shutdown, tracker),
+            write_loop(store, rx, stored, shutdown, tracker, health.clone()),
         );
-        IngestQueue { tx }
+        IngestQueue { tx, health }
+    }
+
+    /// Whether deliveries cannot be stored now: the last batch failed, less than
+    /// [`WRITE_FAILURE_HOLD`] ago; how long ago. For `/readyz`.
+    pub fn writes_failing(&self) -> Option<std::time::Duration> {
+        let last = *self
+            .health
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last.map(|at| at.elapsed())
+            .filter(|failing| *failing < WRITE_FAILURE_HOLD)
     }
 
     /// Makes `delivery` durable; resolves after its transaction has committed.
@@ -78,6 +115,7 @@ async fn write_loop(
     stored: Arc<Notify>,
     shutdown: CancellationToken,
     tracker: tokio_util::task::TaskTracker,
+    health: Arc<WriteHealth>,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -94,7 +132,7 @@ async fn write_loop(
             tracing::debug!("ingest writer stopped");
             return;
         }
-        write_batch(store.as_ref(), &mut batch, &stored, &tracker).await;
+        write_batch(store.as_ref(), &mut batch, &stored, &tracker, &health).await;
     }
 }
 
@@ -105,6 +143,7 @@ async fn write_batch(
     batch: &mut Vec<Pending>,
     stored: &Arc<Notify>,
     tracker: &tokio_util::task::TaskTracker,
+    health: &Arc<WriteHealth>,
 ) {
     let started = Instant::now();
     let (deliveries, waiters): (Vec<NewDelivery>, Vec<_>) =
@@ -112,13 +151,19 @@ async fn write_batch(
     metrics::histogram!(crate::metrics::WEBHOOK_INGEST_BATCH_SIZE).record(deliveries.len() as f64);
     let committed = match store.append_deliveries(&deliveries).await {
         Ok(committed) => committed,
-        Err(error) => return fail(waiters, &error),
-    };
-    let stored = stored.clone();
-    tracker.spawn(async move {
-        if let Err(error) = committed.durable.await {
+        Err(error) => {
+            health.record(false);
             return fail(waiters, &error);
         }
+    };
+    let stored = stored.clone();
+    let health = health.clone();
+    tracker.spawn(async move {
+        if let Err(error) = committed.durable.await {
+            health.record(false);
+            return fail(waiters, &error);
+        }
+        health.record(true);
         metrics::histogram!(crate::metrics::WEBHOOK_INGEST_COMMIT_SECONDS)
             .record(started.elapsed().as_secs_f64());
         let outcomes = committed.value;
