@@ -1,4 +1,4 @@
-//! Job priority: label rules plus aging.
+//! Job priority: label rules, and the queue rank that adds aging to them.
 
 use crate::config::PriorityRule;
 
@@ -8,18 +8,15 @@ use super::LabelSet;
 #[derive(Debug, Clone, Default)]
 pub struct PriorityRules {
     rules: Vec<(LabelSet, i64)>,
-    /// Points a waiting job gains per minute.
-    pub aging_per_minute: f64,
 }
 
 impl PriorityRules {
-    pub fn new(rules: &[PriorityRule], aging_per_minute: f64) -> Self {
+    pub fn new(rules: &[PriorityRule]) -> Self {
         PriorityRules {
             rules: rules
                 .iter()
                 .map(|r| (LabelSet::new(&r.labels), r.score))
                 .collect(),
-            aging_per_minute,
         }
     }
 
@@ -53,7 +50,7 @@ mod tests {
 
     fn defaults() -> PriorityRules {
         let c = PriorityConfig::default();
-        PriorityRules::new(&c.rules, c.aging_per_minute)
+        PriorityRules::new(&c.rules)
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl WorkloadBuilder {
                 .iter()
                 .map(|p| (p.name.clone(), LabelSet::new(&p.labels)))
                 .collect(),
-            rules: PriorityRules::new(&config.priority.rules, config.priority.aging_per_minute),
+            rules: PriorityRules::new(&config.priority.rules),
             jobs: HashMap::new(),
             seen: HashSet::new(),
             counts: Counts::default(),

@@ -232,7 +232,9 @@ impl Scheduler {
         let now = Utc::now();
         for mut runner in self.deps.store.live_runners().await? {
             if runner.instance != self.config.server.instance_id {
-                continue; // another instance's runner (shared database)
+                // Recorded under another `server.instance_id` (the database was served with
+                // another configuration before): its containers carry that id, not ours.
+                continue;
             }
             if runner.state == RunnerState::Requested {
                 // Its launch task died with the previous process.

@@ -74,7 +74,7 @@ impl Processor {
             .iter()
             .map(|p| (p.name.clone(), LabelSet::new(&p.labels)))
             .collect();
-        self.rules = PriorityRules::new(&config.priority.rules, config.priority.aging_per_minute);
+        self.rules = PriorityRules::new(&config.priority.rules);
     }
 
     /// Processes one batch of due deliveries; returns how many it handled and what changed.

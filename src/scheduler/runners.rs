@@ -287,7 +287,7 @@ impl Scheduler {
         );
         let instance = self.config.server.instance_id.clone();
         self.tasks.spawn(async move {
-            // Another instance sharing the database may own it.
+            // A live record under another `server.instance_id` owns it: not ours to remove.
             if let Ok(Some(record)) = store.runner_by_name(&name).await
                 && record.instance != instance
                 && !record.state.is_terminal()

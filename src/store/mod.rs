@@ -112,9 +112,6 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>>;
 
-    /// When the next delivery waiting for a retry becomes due.
-    async fn next_retry_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
-
     /// The stored jobs with these ids (missing ids are simply absent).
     async fn jobs_by_id(&self, ids: &[JobId]) -> StoreResult<Vec<Job>>;
 

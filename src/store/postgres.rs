@@ -10,8 +10,8 @@
 //! (`UNNEST`) rather than a round trip per row.
 //!
 //! Two differences a caller could notice, both harmless to the daemon: times are kept to the
-//! microsecond (TIMESTAMPTZ), and event ids come from a sequence, so a transaction rolled back
-//! or a race lost to another instance leaves a gap in them.
+//! microsecond (TIMESTAMPTZ), and event ids come from a sequence, so a transaction rolled back,
+//! or an insert skipped as a duplicate, leaves a gap in them.
 //!
 //! The statements of the write path are in `postgres_write.rs`; runners, the live feed and the
 //! job queries of the snapshot in `postgres_live.rs`.
@@ -336,15 +336,6 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
-    }
-
-    async fn next_retry_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM webhook_events \
-             WHERE NOT processed AND next_attempt_at IS NOT NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     async fn jobs_by_id(&self, ids: &[JobId]) -> StoreResult<Vec<Job>> {

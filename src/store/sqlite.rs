@@ -339,14 +339,6 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn next_retry_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM webhook_events WHERE processed = 0 AND next_attempt_at IS NOT NULL",
-        )
-        .fetch_one(&self.read)
-        .await?)
-    }
-
     async fn jobs_by_id(&self, ids: &[JobId]) -> StoreResult<Vec<Job>> {
         let rows = self.rows_by_id("jobs", "id", ids).await?;
         rows.iter().map(job_from_row).collect()
