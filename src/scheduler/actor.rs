@@ -96,6 +96,9 @@ pub struct Scheduler {
     /// Short-lived side-effect tasks (launch, teardown, polls), drained at shutdown.
     pub(super) tasks: TaskTracker,
     supervisor: Supervisor,
+    /// Side-effect tasks stop at it: an interrupted launch or teardown is what a crash
+    /// leaves, and the next start reconciles it (DESIGN §8).
+    pub(super) shutdown: CancellationToken,
     faults: InjectedFaults,
     /// Deliveries processed since start (for [`InjectedFaults`]).
     processed: usize,
@@ -133,6 +136,7 @@ pub fn start(
         events: events_tx,
         tasks: supervisor.tracker().clone(),
         supervisor: supervisor.clone(),
+        shutdown: shutdown.clone(),
         faults,
         processed: 0,
     };

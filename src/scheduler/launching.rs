@@ -27,13 +27,17 @@ impl Scheduler {
         Work: FnOnce(Arc<dyn GithubApi>, Arc<dyn ContainerRuntime>) -> Done + Send + 'static,
         Done: std::future::Future<Output = Event> + Send + 'static,
     {
-        let (github, docker, events) = (
+        let (github, docker, events, shutdown) = (
             self.deps.github.clone(),
             self.deps.docker.clone(),
             self.events.clone(),
+            self.shutdown.clone(),
         );
         self.tasks.spawn(async move {
-            let _ = events.send(work(github, docker).await);
+            tokio::select! {
+                done = work(github, docker) => { let _ = events.send(done); }
+                _ = shutdown.cancelled() => {}
+            }
         });
     }
 
