@@ -174,3 +174,87 @@ fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+/// The database file and its WAL, in bytes.
+fn database_bytes(dir: &std::path::Path) -> u64 {
+    ["runnerhub.db", "runnerhub.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_deliveries_are_recorded_but_bounded() {
+    let d = Daemon::start(&base("", "webhook_secrets = [\"real-secret\"]"), &[], &[]);
+    let client = reqwest::Client::new();
+    let url = d.url("/api/webhooks/github");
+    let before = database_bytes(d.dir.path());
+    // Incompressible bodies, as an attacker would send to fill the disk.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let body: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            b'a' + (seed % 26) as u8
+        })
+        .collect();
+    let forgery = runnerhub::webhook::signature::sign("not-the-secret", &body);
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (client, url, body, forgery) =
+            (client.clone(), url.clone(), body.clone(), forgery.clone());
+        tasks.spawn(async move {
+            for i in 0..250 {
+                let r = client
+                    .post(&url)
+                    .header("x-github-event", "workflow_job")
+                    .header("x-github-delivery", format!("forged-{worker}-{i}"))
+                    .header("content-type", "application/json")
+                    .header("x-hub-signature-256", &forgery)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 401);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    // A real delivery is still acknowledged and stored beside the forgeries.
+    let payload = common::job_payload(15_003, "queued", &["self-hosted", "linux"]);
+    let r = client
+        .post(&url)
+        .header("x-github-event", "workflow_job")
+        .header("x-github-delivery", "genuine-1")
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            runnerhub::webhook::signature::sign("real-secret", &payload),
+        )
+        .body(payload)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let events: serde_json::Value = client
+        .get(d.url("/api/webhooks/events?limit=5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = events.to_string();
+    assert!(text.contains("genuine-1"), "{text}");
+    let grown = database_bytes(d.dir.path()).saturating_sub(before);
+    eprintln!("2,000 forged 64 KiB deliveries grew the database by {grown} bytes");
+    for f in ["runnerhub.db", "runnerhub.db-wal"] {
+        let len = std::fs::metadata(d.dir.path().join(f)).map(|m| m.len());
+        eprintln!("{f}: {len:?}");
+    }
+    assert!(grown < 20 * 1024 * 1024, "grew by {grown} bytes");
+}

@@ -9,9 +9,11 @@ use super::payload_codec::Payload;
 use super::signature::{self, SignatureError};
 use crate::config::Secret;
 
-/// The bytes of an unverified body kept in the audit log. A forged request must not be able
-/// to fill the disk with 25 MB bodies, yet the operator wants to see what was attempted.
-pub const UNVERIFIED_BODY_KEEP_BYTES: usize = 64 * 1024;
+/// The bytes of an unverified body kept in the audit log. Forged requests are evidence, but
+/// anyone can send them without a secret: 64 KiB each let 2,000 of them add 230 MB. The first
+/// 2 KiB show what was attempted; the outcome adds the whole body's length and SHA-256, so a
+/// repeated forgery is still recognisable.
+pub const UNVERIFIED_BODY_KEEP_BYTES: usize = 2 * 1024;
 
 /// A request refused before it is stored, with the status and message to answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,7 +206,12 @@ pub fn check(
             payload: Payload::compress(&String::from_utf8_lossy(kept)),
             signature_valid: false,
             received_at: now,
-            settled: Some(Settled::Rejected(e.to_string())),
+            settled: Some(Settled::Rejected(format!(
+                "{e} (body {} bytes, sha256 {}; first {} kept)",
+                body.len(),
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body)),
+                kept.len()
+            ))),
         });
         return Err((Rejection::Signature(e), Some(attempt)));
     }
