@@ -170,6 +170,10 @@ struct Simulation<'a> {
     unresolved: usize,
     /// Runners running a job: the simulation goes on until they end (runner-minutes).
     busy: usize,
+    /// Idle runners as (idle since ms, index), longest idle first.
+    idle: BTreeSet<(i64, usize)>,
+    /// Runners holding a slot, per pool (settings order).
+    pool_held: Vec<usize>,
 }
 
 /// Runs `jobs` (oldest first) through the daemon's decisions under `settings`.
@@ -204,6 +208,8 @@ pub fn simulate(settings: &SimSettings, jobs: &[ReplayJob]) -> SimOutcome {
         timeline: Vec::new(),
         unresolved: 0,
         busy: 0,
+        idle: BTreeSet::new(),
+        pool_held: vec![0; settings.pools.len()],
     };
     for (index, job) in jobs.iter().enumerate() {
         if !sim.pool_index.contains_key(job.pool.as_str()) {
@@ -277,6 +283,7 @@ impl<'a> Simulation<'a> {
                 if r.record.state == RunnerState::Creating {
                     r.record.advance(RunnerState::Idle, time(now));
                     r.idle_since_ms = Some(now);
+                    self.idle.insert((now, runner));
                     let timeout = self.settings.pools[r.pool_index].idle_timeout_ms;
                     self.live.insert(r.record.id.clone(), r.record.clone());
                     self.push(now + timeout, Event::IdleCheck { runner });
@@ -352,15 +359,8 @@ impl<'a> Simulation<'a> {
         if self.queue.is_empty() {
             return;
         }
-        let mut idle: Vec<(i64, usize)> = self
-            .runners
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.record.state == RunnerState::Idle)
-            .filter_map(|(i, r)| r.idle_since_ms.map(|t| (t, i)))
-            .collect();
-        idle.sort_unstable();
-        for (_, runner) in idle {
+        let idle: Vec<(i64, usize)> = self.idle.iter().copied().collect();
+        for (since, runner) in idle {
             let labels = &self.runners[runner].labels;
             let oldest = self
                 .by_labels
@@ -388,6 +388,7 @@ impl<'a> Simulation<'a> {
             r.record.job_id = Some(self.jobs[job].id);
             r.idle_since_ms = None;
             self.live.insert(r.record.id.clone(), r.record.clone());
+            self.idle.remove(&(since, runner));
             self.busy += 1;
             self.push(end, Event::JobEnds { runner });
             if self.queue.is_empty() {
@@ -399,6 +400,15 @@ impl<'a> Simulation<'a> {
     fn plan(&mut self, now: i64) {
         let held = self.live.len();
         if held >= self.settings.host_max_runners {
+            return;
+        }
+        // The planner walks each pool's queue; skip it while no pool that wants a runner has
+        // room (a long queue behind full pools would make every event cost its length).
+        let wants_room = self.settings.pools.iter().enumerate().any(|(i, p)| {
+            (self.queue.pool_len(&p.name) > 0 || p.min_idle > 0)
+                && self.pool_held[i] < p.max_runners
+        });
+        if !wants_room {
             return;
         }
         let launches = plan_launches(
@@ -454,8 +464,10 @@ impl<'a> Simulation<'a> {
             pool,
         };
         self.live.insert(record.id.clone(), record.clone());
+        let pool_index = self.pool_index[record.pool.as_str()];
+        self.pool_held[pool_index] += 1;
         self.runners.push(SimRunner {
-            pool_index: self.pool_index[record.pool.as_str()],
+            pool_index,
             labels: LabelSet::new(&labels),
             record,
             idle_since_ms: None,
@@ -472,6 +484,10 @@ impl<'a> Simulation<'a> {
             return;
         }
         r.record.advance(RunnerState::Removed, time(now));
+        if let Some(since) = r.idle_since_ms.take() {
+            self.idle.remove(&(since, runner));
+        }
+        self.pool_held[r.pool_index] -= 1;
         self.live.remove(&r.record.id);
         self.lives.push(RunnerLife {
             pool: r.record.pool.clone(),

@@ -1,0 +1,134 @@
+//! Replay speed: 100,000 jobs (300,000 `workflow_job` deliveries: queued, in_progress,
+//! completed) over a simulated month on three pools, through `replay_under` — the code
+//! `runnerhub replay` runs. Prints the wall time of the replay and the peak resident memory.
+//!
+//! `cargo bench --bench replay -- [--jobs 100000]`
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use runnerhub::config::Config;
+
+const POOLS: &str = r#"
+[database]
+url = "sqlite:///nonexistent/replay-bench.db"
+[limits]
+max_runners = 40
+[[pools]]
+name = "linux"
+labels = ["self-hosted", "linux", "x64"]
+max_runners = 24
+[[pools]]
+name = "large"
+labels = ["self-hosted", "linux", "x64", "large"]
+max_runners = 10
+[[pools]]
+name = "gpu"
+labels = ["self-hosted", "linux", "gpu"]
+max_runners = 4
+min_idle = 1
+repository = "acme/ml"
+"#;
+
+/// A small deterministic generator: the same workload every run, no dependency.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+fn write_events(path: &std::path::Path, jobs: u64) -> u64 {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut rng = Lcg(42);
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let month_ms = 30 * 24 * 3_600_000u64;
+    let mut lines = 0;
+    for id in 1..=jobs {
+        let created = start + chrono::Duration::milliseconds((id * month_ms / jobs) as i64);
+        let (labels, repo) = match rng.next(10) {
+            0..=6 => (r#"["self-hosted","linux","x64"]"#, "acme/app"),
+            7 | 8 => (r#"["self-hosted","linux","x64","large"]"#, "acme/build"),
+            _ => (r#"["self-hosted","linux","gpu"]"#, "acme/ml"),
+        };
+        let started = created + chrono::Duration::seconds(5 + rng.next(60) as i64);
+        let completed = started + chrono::Duration::seconds(60 + rng.next(20 * 60) as i64);
+        for (action, at) in [
+            ("queued", created),
+            ("in_progress", started),
+            ("completed", completed),
+        ] {
+            let runner = if action == "queued" {
+                "null".to_owned()
+            } else {
+                format!("\"r-{id}\"")
+            };
+            writeln!(
+                out,
+                r#"{{"received_at":"{at}","event":"workflow_job","delivery":"{id}-{action}","payload":{{"action":"{action}","repository":{{"full_name":"{repo}"}},"workflow_job":{{"id":{id},"run_id":{id},"workflow_name":"ci","name":"build","labels":{labels},"runner_name":{runner},"conclusion":"success","created_at":"{c}","started_at":"{s}","completed_at":"{e}"}}}}}}"#,
+                at = at.to_rfc3339(),
+                c = created.to_rfc3339(),
+                s = started.to_rfc3339(),
+                e = completed.to_rfc3339(),
+            )
+            .unwrap();
+            lines += 1;
+        }
+    }
+    out.flush().unwrap();
+    lines
+}
+
+fn peak_resident_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let jobs = args
+        .iter()
+        .position(|a| a == "--jobs")
+        .and_then(|i| args.get(i + 1))
+        .map_or(100_000, |v| v.parse().expect("--jobs N"));
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    let lines = write_events(&events, jobs);
+    let size = std::fs::metadata(&events).unwrap().len() as f64 / 1e6;
+    let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), "bench".to_owned())];
+    let config =
+        Config::from_toml_with_env(POOLS, std::path::Path::new("bench.toml"), &env).unwrap();
+    let before = peak_resident_mib();
+    let started = Instant::now();
+    let (_, report) =
+        runnerhub::replay::cli::replay_under(&config, &events, Duration::from_secs(10)).unwrap();
+    let took = started.elapsed();
+    println!(
+        "replay: {jobs} jobs, {lines} deliveries ({size:.0} MB) in {:.2} s; peak resident {:.0} MiB \
+         (before the replay {before:.0} MiB)",
+        took.as_secs_f64(),
+        peak_resident_mib()
+    );
+    println!(
+        "  served {} of {}, wait p50 {:.0} s p95 {:.0} s max {:.0} s, {:.0} runner-minutes, peak {} runners",
+        report.overall.served,
+        report.overall.jobs,
+        report.overall.wait_seconds.p50,
+        report.overall.wait_seconds.p95,
+        report.overall.wait_seconds.max,
+        report.overall.runner_minutes,
+        report.overall.peak_runners
+    );
+    assert_eq!(report.overall.served, jobs, "every job served");
+}
