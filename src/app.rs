@@ -1,12 +1,12 @@
 //! The long-lived handles, the shared HTTP state, and `run`: the daemon from listener to exit.
 
 mod database;
+pub mod fd_limit;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -43,6 +43,13 @@ pub struct App {
     /// Cancelled when the daemon starts shutting down: the webhook and `/readyz` answer 503 from
     /// then on, while the listener stays open for `server.shutdown_grace`.
     pub shutdown: CancellationToken,
+    /// The address the main listener is bound to (the browser checks' "listen address", the
+    /// watchdog's self-probe).
+    pub local_addr: std::net::SocketAddr,
+    /// Bytes of request bodies in memory at once (`server.body_budget`), shared by all requests.
+    pub body_budget: crate::http::body::BodyBudget,
+    /// The main listener's open connections (bounded; the watchdog's probe goes through them).
+    pub connections: Arc<crate::http::serve::connections::Connections>,
 }
 
 /// Optional parts of [`run_with`] that only the binary (or a test) provides.
@@ -219,6 +226,9 @@ pub async fn run_with(
         maintain_store(store.clone(), background.clone(), shutdown.clone()),
     );
 
+    let local_addr = listener.local_addr()?;
+    let body_budget = crate::http::body::BodyBudget::new(config.server.body_budget_bytes());
+    let config_max_connections = config.server.max_connections;
     let state = AppState(Arc::new(App {
         config: RwLock::new(config),
         config_updates,
@@ -228,25 +238,33 @@ pub async fn run_with(
         bus,
         metrics,
         shutdown: shutdown.clone(),
+        local_addr,
+        body_budget,
+        connections: crate::http::serve::connections::Connections::new(fd_limit::connection_limit(
+            config_max_connections,
+        )),
     }));
     let address = listener.local_addr()?;
     tracing::info!(%address, "runnerhub listening");
     // Closing the listener is its own token: it happens `shutdown_grace` after intake stops.
     let close = CancellationToken::new();
     let dedicated_metrics = metrics_listener.is_some();
-    // Live messages are small writes: with Nagle's algorithm a write made while an earlier one
-    // is unacknowledged waits for the client's ACK, which may be delayed (up to 40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let server = axum::serve(
+    let limits = crate::http::serve::Limits {
+        header_timeout: state.config().server.header_timeout,
+    };
+    tracing::info!(
+        max_connections = state.connections.max(),
+        header_timeout = ?limits.header_timeout,
+        "connection limits"
+    );
+    let server = crate::http::serve::serve(
         listener,
         crate::http::router(state.clone(), !dedicated_metrics),
-    )
-    .with_graceful_shutdown(close.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
+        limits,
+        close.clone(),
+        state.connections.clone(),
+    );
+    let server = tokio::spawn(server);
     if let Some(listener) = metrics_listener {
         tracing::info!(address = %listener.local_addr()?, "metrics listening");
         let metrics = axum::serve(listener, crate::http::metrics_router(state.clone()))
@@ -272,7 +290,7 @@ pub async fn run_with(
     }
     close.cancel();
     match tokio::time::timeout(HTTP_DRAIN_DEADLINE, server).await {
-        Ok(result) => result.context("HTTP server task")?.context("HTTP server")?,
+        Ok(result) => result.context("HTTP server task")?,
         Err(_) => tracing::warn!("in-flight requests did not finish in time; closing anyway"),
     }
     background.cancel();

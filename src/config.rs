@@ -91,6 +91,30 @@ pub struct ServerConfig {
     /// reset. Default `2s`; `0s` in tests.
     #[serde(with = "duration_str")]
     pub shutdown_grace: Duration,
+    /// The URL GitHub and browsers reach the daemon at, e.g. `https://ci.example.com` (behind a
+    /// proxy): the webhook URL `runnerhub hooks` installs, and a `Host` and `Origin` that the open
+    /// mode (no API token) answers besides the listen address and localhost. Default none.
+    pub public_url: Option<String>,
+    /// Other origins (`scheme://host[:port]`) whose pages may use the API and `/ws` in the open
+    /// mode, e.g. a dashboard served elsewhere. Default none.
+    pub allowed_origins: Vec<String>,
+    /// A connection must send a whole request head within this, when it opens and between
+    /// requests (so it is also the idle timeout of a kept-alive connection). Default `10s`.
+    /// Read at start.
+    #[serde(with = "duration_str")]
+    pub header_timeout: Duration,
+    /// A request body must arrive whole within this, from when its head was read: past it the
+    /// answer is 408 and the connection is closed. Default `10s` (GitHub gives up after 10 s).
+    #[serde(with = "duration_str")]
+    pub body_timeout: Duration,
+    /// Bytes of request bodies held in memory at once, all connections together (`64m`).
+    /// A request that would pass it is answered 503 (GitHub can redeliver it). Read at start.
+    pub body_budget: String,
+    /// Connections open at once (WebSockets included). Default `0`: the open-file limit less
+    /// a reserve for the database, Docker and GitHub (see README, "Hostile traffic"); a larger
+    /// value is lowered to that. At the limit the longest-idle connection is closed to make
+    /// room, or the new one is refused when none is idle. Read at start.
+    pub max_connections: u32,
 }
 
 impl Default for ServerConfig {
@@ -101,7 +125,24 @@ impl Default for ServerConfig {
             metrics_listen: None,
             instance_id: default_instance_id(),
             shutdown_grace: Duration::from_secs(2),
+            public_url: None,
+            allowed_origins: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            body_budget: "64m".to_owned(),
+            max_connections: 0,
         }
+    }
+}
+
+impl ServerConfig {
+    /// `body_budget` in bytes (validated at load).
+    pub fn body_budget_bytes(&self) -> usize {
+        parse_memory(&self.body_budget)
+            .ok()
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(64 << 20)
     }
 }
 

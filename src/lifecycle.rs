@@ -4,7 +4,8 @@
 //!   answered (or [`DOCKER_READY_WAIT`] passed: webhooks must be taken even while Docker is down,
 //!   since GitHub never retries a failed delivery; launches then fail and are retried).
 //! - **Watchdog**: with `WatchdogSec=`, `WATCHDOG=1` is sent every half period while the
-//!   database answers, so a wedged daemon is restarted by systemd.
+//!   listener serves `/healthz` to a loopback probe and the database answers, so a wedged
+//!   daemon is restarted by systemd.
 //! - **SIGTERM / SIGINT**: `STOPPING=1`, then [`crate::app::run`]'s ordered shutdown.
 //! - **SIGHUP**: `RELOADING=1`, the configuration file is read again and applied through
 //!   [`crate::app::App::reload`]; a configuration that does not load or validate is refused with
@@ -29,6 +30,9 @@ pub const RESTART_ONLY_KEYS: &[&str] = &[
     "server.listen",
     "server.metrics_listen",
     "server.instance_id",
+    "server.header_timeout",
+    "server.body_budget",
+    "server.max_connections",
     "database.url",
     "docker.host",
 ];
@@ -53,6 +57,19 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
         // Containers are labelled with it: changing it live would orphan every runner.
         new.server.instance_id = running.server.instance_id.clone();
         kept.push("server.instance_id");
+    }
+    // The listener's limits are set when it starts serving.
+    if new.server.header_timeout != running.server.header_timeout {
+        new.server.header_timeout = running.server.header_timeout;
+        kept.push("server.header_timeout");
+    }
+    if new.server.body_budget != running.server.body_budget {
+        new.server.body_budget = running.server.body_budget.clone();
+        kept.push("server.body_budget");
+    }
+    if new.server.max_connections != running.server.max_connections {
+        new.server.max_connections = running.server.max_connections;
+        kept.push("server.max_connections");
     }
     if new.database.url != running.database.url {
         new.database.url = running.database.url.clone();
@@ -177,7 +194,8 @@ async fn wait_for_docker(host: &str) -> bool {
         .is_ok()
 }
 
-/// Feeds systemd's watchdog at half its period while the database answers in time.
+/// Feeds systemd's watchdog at half its period while the listener serves and the database
+/// answers in time.
 fn spawn_watchdog(state: AppState, shutdown: CancellationToken) {
     let mut usec = 0;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
@@ -197,6 +215,13 @@ fn spawn_watchdog(state: AppState, shutdown: CancellationToken) {
                 return;
             }
             // A daemon whose database hangs cannot take deliveries: let systemd restart it.
+            // A daemon whose listener no longer serves takes no deliveries either, however
+            // well its database answers: the probe goes through the listener as GitHub would.
+            if let Err(error) = crate::http::serve::probe::probe(state.local_addr, period / 2).await
+            {
+                tracing::warn!(%error, "watchdog: the listener does not serve /healthz");
+                continue;
+            }
             match tokio::time::timeout(period / 2, state.store.ping()).await {
                 Ok(Ok(())) => notify(&[NotifyState::Watchdog]),
                 Ok(Err(error)) => tracing::warn!(%error, "watchdog: database does not answer"),

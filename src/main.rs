@@ -125,6 +125,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 listen,
             };
             let config = source.load()?;
+            runnerhub::app::fd_limit::raise_open_file_limit();
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await
                 .with_context(|| {

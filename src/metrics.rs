@@ -62,6 +62,12 @@ pub const JOB_WAIT_SECONDS: &str = "runnerhub_job_wait_seconds";
 pub const RUNNER_LAUNCH_FAILURES_TOTAL: &str = "runnerhub_runner_launch_failures_total";
 /// Gauge: connected WebSocket clients.
 pub const WEBSOCKET_CLIENTS: &str = "runnerhub_websocket_clients";
+/// Gauge: open connections on the main listener (WebSockets included).
+pub const HTTP_CONNECTIONS: &str = "runnerhub_http_connections";
+/// Counter: idle connections closed to make room at `server.max_connections`.
+pub const HTTP_CONNECTIONS_SHED_TOTAL: &str = "runnerhub_http_connections_shed_total";
+/// Counter: connections refused at the limit, with nothing idle to shed.
+pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "runnerhub_http_connections_refused_total";
 
 // --- GitHub API and Docker -------------------------------------------------------------------
 
@@ -126,6 +132,9 @@ const REJECTION_CODES: &[&str] = &[
     "PAYLOAD_TOO_LARGE",
     "INVALID_SIGNATURE",
     "MALFORMED_PAYLOAD",
+    "UNAVAILABLE",
+    "REQUEST_TIMEOUT",
+    "BAD_BODY",
 ];
 /// Outcomes of [`WEBHOOK_EVENTS_TOTAL`] (see `store::DeliveryOutcome::label`).
 const OUTCOMES: &[&str] = &["processed", "ignored", "failed"];
@@ -149,6 +158,9 @@ pub const ALL: &[&str] = &[
     JOB_WAIT_SECONDS,
     RUNNER_LAUNCH_FAILURES_TOTAL,
     WEBSOCKET_CLIENTS,
+    HTTP_CONNECTIONS,
+    HTTP_CONNECTIONS_SHED_TOTAL,
+    HTTP_CONNECTIONS_REFUSED_TOTAL,
     GITHUB_API_REQUESTS_TOTAL,
     GITHUB_RATE_LIMIT_REMAINING,
     DOCKER_CALL_DURATION_SECONDS,
@@ -265,6 +277,18 @@ pub fn describe(config: &Config) {
         "Runner launches that failed, by pool and reason"
     );
     describe_gauge!(WEBSOCKET_CLIENTS, "Connected WebSocket clients");
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        "Open connections on the main listener, WebSockets included"
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_SHED_TOTAL,
+        "Idle connections closed to make room at server.max_connections"
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED_TOTAL,
+        "Connections refused at server.max_connections with none idle to close"
+    );
     describe_counter!(
         GITHUB_API_REQUESTS_TOTAL,
         "GitHub REST calls, by endpoint and status"
@@ -314,6 +338,9 @@ pub fn describe(config: &Config) {
     }
     metrics::counter!(CATCH_UP_DELIVERIES_TOTAL).increment(0);
     metrics::gauge!(WEBSOCKET_CLIENTS).increment(0.0);
+    metrics::gauge!(HTTP_CONNECTIONS).increment(0.0);
+    metrics::counter!(HTTP_CONNECTIONS_SHED_TOTAL).increment(0);
+    metrics::counter!(HTTP_CONNECTIONS_REFUSED_TOTAL).increment(0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Histograms appear (with zero counts) once registered.
     let _ = metrics::histogram!(WEBHOOK_INGEST_COMMIT_SECONDS);

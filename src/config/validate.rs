@@ -96,6 +96,7 @@ fn set_value_path(
 
 /// Cross-field rules, each error naming its key.
 pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
+    validate_server(&config.server)?;
     let github = &config.github;
     if github.webhook_secrets.is_empty() && !github.allow_unsigned {
         return Err(ConfigError::invalid(
@@ -266,4 +267,50 @@ fn validate_pools(config: &Config) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// The hardening keys of `[server]`: URLs, origins, timeouts and the body budget.
+fn validate_server(server: &super::ServerConfig) -> Result<(), ConfigError> {
+    if let Some(url) = &server.public_url {
+        let parsed = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if parsed.is_none() {
+            return Err(ConfigError::invalid(
+                "server.public_url",
+                format!("`{url}` is not an http(s) URL like https://ci.example.com"),
+            ));
+        }
+    }
+    for (i, origin) in server.allowed_origins.iter().enumerate() {
+        let trimmed = origin.trim_end_matches('/');
+        let ok = reqwest::Url::parse(trimmed).ok().is_some_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.origin()
+                    .ascii_serialization()
+                    .eq_ignore_ascii_case(trimmed)
+        });
+        if !ok {
+            return Err(ConfigError::invalid(
+                format!("server.allowed_origins[{i}]"),
+                format!("`{origin}` is not an origin like https://dash.example.com (no path)"),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("server.header_timeout", server.header_timeout),
+        ("server.body_timeout", server.body_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError::invalid(key, "must be more than 0s"));
+        }
+    }
+    match parse_memory(&server.body_budget) {
+        Ok(Some(n)) if n >= 1 << 20 => Ok(()),
+        Ok(_) => Err(ConfigError::invalid(
+            "server.body_budget",
+            "must be at least 1m (one request body needs room)",
+        )),
+        Err(message) => Err(ConfigError::invalid("server.body_budget", message)),
+    }
 }

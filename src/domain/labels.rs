@@ -5,6 +5,35 @@
 
 use std::collections::BTreeSet;
 
+/// Labels a job may carry to be scheduled. GitHub's own limits are far lower in practice
+/// (`runs-on` rarely names more than a handful); the bound keeps one signed delivery from
+/// making every job listing, snapshot and WebSocket message huge.
+pub const MAX_JOB_LABELS: usize = 100;
+/// Bytes (UTF-8) one label may have to be scheduled.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// Why a job's labels are refused for scheduling, or `Ok` when they are within
+/// [`MAX_JOB_LABELS`] and [`MAX_LABEL_BYTES`].
+pub fn check_job_labels<S: AsRef<str>>(labels: &[S]) -> Result<(), String> {
+    if labels.len() > MAX_JOB_LABELS {
+        return Err(format!(
+            "the job has {} labels; at most {MAX_JOB_LABELS} are scheduled",
+            labels.len()
+        ));
+    }
+    if let Some((index, long)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.as_ref().len() > MAX_LABEL_BYTES)
+    {
+        return Err(format!(
+            "label {index} is {} bytes long; at most {MAX_LABEL_BYTES} are scheduled",
+            long.as_ref().len()
+        ));
+    }
+    Ok(())
+}
+
 /// A set of labels, normalised to lower case.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LabelSet(BTreeSet<String>);
@@ -71,6 +100,17 @@ mod tests {
 
     fn set(l: &[&str]) -> LabelSet {
         LabelSet::new(l)
+    }
+
+    #[test]
+    fn label_bounds_name_what_is_over() {
+        let many: Vec<String> = (0..=MAX_JOB_LABELS).map(|i| format!("l{i}")).collect();
+        assert!(check_job_labels(&many[..MAX_JOB_LABELS]).is_ok());
+        assert!(check_job_labels(&many).unwrap_err().contains("101 labels"));
+        let long = "x".repeat(MAX_LABEL_BYTES + 1);
+        assert!(check_job_labels(&["x".repeat(MAX_LABEL_BYTES)]).is_ok());
+        let err = check_job_labels(&["linux", long.as_str()]).unwrap_err();
+        assert!(err.contains("label 1 is 257 bytes"), "{err}");
     }
 
     #[test]

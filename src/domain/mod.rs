@@ -7,7 +7,7 @@ pub mod runner;
 pub mod workflow_run;
 
 pub use job::{Job, JobAction, JobId, JobObservation, JobStatus, Transition};
-pub use labels::{LabelSet, select_pool};
+pub use labels::{LabelSet, MAX_JOB_LABELS, MAX_LABEL_BYTES, check_job_labels, select_pool};
 pub use priority::{PriorityRules, queue_rank};
 pub use runner::{Runner, RunnerId, RunnerState};
 pub use workflow_run::{RunObservation, WorkflowRun};

@@ -1,5 +1,7 @@
 //! HTTP: one router per resource, the bearer-token guard, and the server wiring.
 
+pub mod body;
+mod browser;
 mod dashboard;
 pub mod error;
 mod health;
@@ -8,6 +10,7 @@ mod metrics;
 mod request_id;
 mod runners;
 mod seed_views;
+pub mod serve;
 pub mod snapshot;
 mod webhooks;
 pub mod ws;
@@ -23,25 +26,45 @@ use error::ApiError;
 /// The whole HTTP surface. `with_metrics` is false when `/metrics` has its own listener
 /// ([`metrics_router`]), so the main (often public) listener does not expose it twice.
 pub fn router(state: AppState, with_metrics: bool) -> Router {
-    let mut guarded = Router::new()
+    let token = || middleware::from_fn_with_state(state.clone(), require_token);
+    let api = Router::new()
         .merge(webhooks::management_routes())
         .merge(jobs::routes())
-        .merge(runners::routes());
-    if with_metrics {
-        guarded = guarded.merge(metrics::routes());
-    }
-    let guarded = guarded.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .merge(webhooks::ingest_routes())
-        .merge(health::routes())
-        // `/ws` checks the API token itself (header or `token=`), so that a refusal reaches a
-        // browser as a close reason; `/` serves only static assets.
+        .merge(runners::routes())
+        .route_layer(token());
+    // What a browser can be made to reach: Host and cross-site checks in the open mode.
+    // `/ws` checks the API token itself (header or `token=`), so that a refusal reaches a
+    // browser as a close reason; `/` serves only static assets.
+    let browsable = Router::new()
+        .merge(api)
         .merge(ws::routes())
         .merge(dashboard::routes())
-        .merge(guarded)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            browser::guard,
+        ));
+    let mut router = Router::new()
+        .merge(webhooks::ingest_routes())
+        .merge(health::routes())
+        .merge(browsable);
+    if with_metrics {
+        router = router.merge(metrics::routes().route_layer(token()));
+    }
+    router
+        // Last, so that it reaches every route merged above.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(request_id::tag))
         .with_state(state)
+}
+
+/// 405 with the error envelope (axum's own has an empty body).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::Status {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "METHOD_NOT_ALLOWED",
+        message: format!("{method} is not allowed on {}", uri.path()),
+    }
 }
 
 /// The dedicated `server.metrics_listen` listener: `/metrics` only, no token (see

@@ -10,6 +10,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::{BodyError, read_body};
 use super::error::{ApiError, ApiResult, ok};
 use super::seed_views::{self, SeedEvent};
 use crate::app::AppState;
@@ -56,25 +57,39 @@ fn ingest_failure(error: IngestError) -> Response {
 }
 
 /// Checks, stores durably, then acknowledges. Processing happens afterwards, from the log.
+///
+/// The headers are checked before the body is read, so a request that cannot be a delivery
+/// costs no memory; the body is read within `server.body_timeout` and the shared body budget.
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     if state.shutdown.is_cancelled() {
         return ingest_failure(IngestError::ShuttingDown);
+    }
+    let secrets = state.webhook_secrets();
+    if let Err((rejection, attempt)) =
+        intake::check_head(&headers, &secrets, state.allow_unsigned(), Utc::now())
+    {
+        return refuse(&state, rejection, attempt).await;
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return rejection_response(&Rejection::TooLarge(MAX_BODY_BYTES));
-    }
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let deadline = state.config().server.body_timeout;
+    let body = match read_body(body, declared, MAX_BODY_BYTES, &state.body_budget, deadline).await {
         Ok(body) => body,
-        Err(_) => return rejection_response(&Rejection::TooLarge(MAX_BODY_BYTES)),
+        Err(BodyError::TooLarge(limit)) => {
+            return rejection_response(&Rejection::TooLarge(limit));
+        }
+        Err(error) => {
+            tracing::debug!(%error, "webhook body not read");
+            metrics::counter!(crate::metrics::WEBHOOK_REJECTIONS_TOTAL, "code" => error.code())
+                .increment(1);
+            return ApiError::from(error).into_response();
+        }
     };
-    let secrets = state.webhook_secrets();
     let delivery = match intake::check(
         &headers,
-        &body,
+        &body.bytes,
         &secrets,
         state.allow_unsigned(),
         Utc::now(),
@@ -83,18 +98,28 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
             crate::metrics::webhook_received();
             delivery
         }
-        Err((rejection, attempt)) => {
-            if let Some(attempt) = attempt {
-                tracing::warn!(delivery = %attempt.delivery_id, event = %attempt.event, %rejection, "webhook signature refused");
-                metrics::counter!(crate::metrics::WEBHOOK_SIGNATURE_FAILURES_TOTAL).increment(1);
-                if let Err(error) = state.ingest.submit(*attempt).await {
-                    tracing::error!(%error, "cannot record a refused delivery in the audit log");
-                }
-            }
-            return rejection_response(&rejection);
-        }
+        Err((rejection, attempt)) => return refuse(&state, rejection, attempt).await,
     };
+    // The budget is given back once the delivery is handed to the writer (its payload is a
+    // compressed copy).
+    drop(body);
     acknowledge(&state, delivery).await
+}
+
+/// Answers a refused request; a refused signature is recorded in the audit log first.
+async fn refuse(
+    state: &AppState,
+    rejection: Rejection,
+    attempt: Option<Box<NewDelivery>>,
+) -> Response {
+    if let Some(attempt) = attempt {
+        tracing::warn!(delivery = %attempt.delivery_id, event = %attempt.event, %rejection, "webhook signature refused");
+        metrics::counter!(crate::metrics::WEBHOOK_SIGNATURE_FAILURES_TOTAL).increment(1);
+        if let Err(error) = state.ingest.submit(*attempt).await {
+            tracing::error!(%error, "cannot record a refused delivery in the audit log");
+        }
+    }
+    rejection_response(&rejection)
 }
 
 async fn acknowledge(state: &AppState, delivery: NewDelivery) -> Response {
@@ -272,9 +297,25 @@ fn parse_test_request(body: &[u8]) -> Result<TestRequest, ApiError> {
     Ok(request)
 }
 
+/// The largest body `POST /api/webhooks/test` reads (its JSON has two short fields).
+const TEST_BODY_MAX_BYTES: usize = 16 * 1024;
+
 /// Sends a synthetic `ping` through the whole pipeline (log, processor, event stream).
-async fn test_delivery(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult {
-    let request = parse_test_request(&body)?;
+async fn test_delivery(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let deadline = state.config().server.body_timeout;
+    let body = read_body(
+        body,
+        declared,
+        TEST_BODY_MAX_BYTES,
+        &state.body_budget,
+        deadline,
+    )
+    .await?;
+    let request = parse_test_request(&body.bytes)?;
     let guid = format!("test-{}", crate::webhook::new_delivery_guid());
     let mut payload = json!({"zen": "runnerhub test delivery", "hook_id": 0});
     if let Some(repo) = &request.repository {

@@ -31,9 +31,11 @@
 //!
 //! Heartbeat: a ping frame every [`HEARTBEAT`]; a client silent for [`CLIENT_TIMEOUT`] is closed.
 //!
-//! Close codes: 1001 daemon shutting down; 4400 bad request (the reason says what); 4401
-//! missing or wrong token; 4408 heartbeat timeout. Auth and query errors are reported after the
-//! upgrade, as close frames, because a browser cannot read the status of a refused handshake.
+//! Close codes: 1001 daemon shutting down; 1009 a client message over 64 KiB; 4400 bad request
+//! (the reason says what); 4401 missing or wrong token; 4403 (open mode only) an `Origin` that
+//! is not the daemon's own, `server.public_url`'s or in `server.allowed_origins`; 4408 heartbeat
+//! timeout. Auth, origin and query errors are reported after the upgrade, as close frames,
+//! because a browser cannot read the status of a refused handshake.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +56,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::events::BusMessage;
-use filter::{Filter, check_types, list, parse_query, truncate_reason};
+use filter::{Filter, check_types, list, parse_query, query_token, truncate_reason};
 use reader::Heard;
 
 /// How often the server pings.
@@ -93,8 +95,12 @@ pub const EVENT_TYPES: [&str; 5] = ["webhook", "job", "workflow_run", "runner", 
 pub const CLOSE_BAD_REQUEST: u16 = 4400;
 /// Close code: API tokens are set and none (or a wrong one) was given.
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// Close code: open mode, and the page's `Origin` is not the daemon's own or an allowed one.
+pub const CLOSE_FORBIDDEN: u16 = 4403;
 /// Close code: the client stopped answering.
 pub const CLOSE_TIMEOUT: u16 = 4408;
+/// Close code: a client message over [`MAX_CLIENT_MESSAGE`] (standard "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code: the daemon is shutting down (standard "going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -128,6 +134,32 @@ fn authorize(
     }
 }
 
+/// In the open mode (no API token) a page of another origin must not read the feed: a
+/// browser connects cross-origin without asking (WebSockets have no CORS). Clients that send
+/// no `Origin` (not browsers) pass.
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), String> {
+    let config = state.config();
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    if !config.server.api_tokens.is_empty() {
+        return Ok(());
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin = origin.to_str().unwrap_or("(not text)");
+    if super::browser::origin_allowed(&config.server, host, origin) {
+        Ok(())
+    } else {
+        Err(format!(
+            "origin {} not allowed; add it to server.allowed_origins",
+            origin.chars().take(60).collect::<String>()
+        ))
+    }
+}
+
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -135,10 +167,14 @@ async fn upgrade(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let parsed = parse_query(query.as_deref());
-    let token = parsed.as_ref().ok().and_then(|r| r.token.clone());
-    let refusal = match authorize(&state, &headers, token.as_deref()) {
-        Err(reason) => Some((CLOSE_UNAUTHORIZED, reason)),
-        Ok(()) => parsed
+    let token = query_token(query.as_deref());
+    let refusal = match (
+        authorize(&state, &headers, token.as_deref()),
+        check_origin(&state, &headers),
+    ) {
+        (Err(reason), _) => Some((CLOSE_UNAUTHORIZED, reason)),
+        (Ok(()), Err(reason)) => Some((CLOSE_FORBIDDEN, reason)),
+        (Ok(()), Ok(())) => parsed
             .as_ref()
             .err()
             .map(|reason| (CLOSE_BAD_REQUEST, reason.clone())),
@@ -149,6 +185,11 @@ async fn upgrade(
         Err(rejection) => {
             return match refusal {
                 Some((CLOSE_UNAUTHORIZED, reason)) => ApiError::Unauthorized(reason),
+                Some((CLOSE_FORBIDDEN, reason)) => ApiError::Status {
+                    status: axum::http::StatusCode::FORBIDDEN,
+                    code: "CROSS_SITE_REFUSED",
+                    message: reason,
+                },
                 Some((_, reason)) => ApiError::bad_request(reason),
                 None => ApiError::bad_request(format!(
                     "GET /ws needs a WebSocket upgrade: {}",
@@ -158,8 +199,11 @@ async fn upgrade(
             .into_response();
         }
     };
+    // The frame limit too: a frame is read whole before the message limit is checked, and
+    // tungstenite's default frame limit is 16 MiB per connection.
     let ws = ws
         .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .read_buffer_size(READ_BUFFER);
     match (refusal, parsed) {
         (Some((code, reason)), _) => ws.on_upgrade(move |socket| refuse(socket, code, reason)),
@@ -263,6 +307,10 @@ impl Client {
                             self.control("error", json!({"message": "send JSON text frames"})).await?;
                         }
                         Some(Heard::Alive) => {}
+                        Some(Heard::TooBig) => {
+                            let reason = format!("message larger than {MAX_CLIENT_MESSAGE} bytes");
+                            return Err(End::Close(CLOSE_TOO_BIG, reason));
+                        }
                         None => return Ok(()), // closed by the client, or broken
                     }
                 }

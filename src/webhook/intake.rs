@@ -159,6 +159,24 @@ struct Envelope<'a> {
     action: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     repository: Option<RepoRef<'a>>,
+    /// Only its labels, which are bounded at intake (see [`crate::domain::check_job_labels`]).
+    #[serde(borrow)]
+    workflow_job: Option<JobLabels<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct JobLabels<'a> {
+    #[serde(borrow, default)]
+    labels: Vec<std::borrow::Cow<'a, str>>,
+}
+
+/// What [`envelope`] reads of a delivery.
+#[derive(Debug, Default)]
+pub struct EnvelopeFields {
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    /// Why the `workflow_job` labels are refused for scheduling, if they are.
+    pub labels_refused: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -167,16 +185,50 @@ struct RepoRef<'a> {
     full_name: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// `(action, repository.full_name)`; fails on malformed JSON or a non-object body.
-pub fn envelope(json: &str) -> Result<(Option<String>, Option<String>), Rejection> {
+/// `action`, `repository.full_name` and the labels' verdict; fails on malformed JSON or a
+/// non-object body.
+pub fn envelope(json: &str) -> Result<EnvelopeFields, Rejection> {
     let env: Envelope<'_> =
         serde_json::from_str(json).map_err(|e| Rejection::MalformedJson(e.to_string()))?;
-    Ok((
-        env.action.map(|a| a.into_owned()),
-        env.repository
+    Ok(EnvelopeFields {
+        action: env.action.map(|a| a.into_owned()),
+        repository: env
+            .repository
             .and_then(|r| r.full_name)
             .map(|n| n.into_owned()),
-    ))
+        labels_refused: env
+            .workflow_job
+            .and_then(|job| crate::domain::check_job_labels(&job.labels).err()),
+    })
+}
+
+/// The checks that need no body, made before it is read: routing headers, content type, and a
+/// signature header when one is required. A missing signature is recorded like a wrong one
+/// (with no body: it was not read).
+pub fn check_head(
+    headers: &HeaderMap,
+    secrets: &[Secret],
+    allow_unsigned: bool,
+    now: DateTime<Utc>,
+) -> Result<(), (Rejection, Option<Box<NewDelivery>>)> {
+    let routing = routing_headers(headers).map_err(|r| (r, None))?;
+    body_encoding(headers).map_err(|r| (r, None))?;
+    let signed = headers.contains_key("X-Hub-Signature-256");
+    if signed || (allow_unsigned && secrets.is_empty()) {
+        return Ok(());
+    }
+    let e = SignatureError::Missing;
+    let attempt = Box::new(NewDelivery {
+        delivery_id: routing.delivery_id,
+        event: routing.event,
+        action: None,
+        repository: None,
+        payload: Payload::compress(""),
+        signature_valid: false,
+        received_at: now,
+        settled: Some(Settled::Rejected(format!("{e} (body not read)"))),
+    });
+    Err((Rejection::Signature(e), Some(attempt)))
 }
 
 /// Runs every check on a request and builds the log row, or says why not.
@@ -216,14 +268,25 @@ pub fn check(
         return Err((Rejection::Signature(e), Some(attempt)));
     }
     let json = json_text(encoding, body).map_err(|r| (r, None))?;
-    let (action, repository) = envelope(&json).map_err(|r| (r, None))?;
-    let settled = (!super::HANDLED_EVENTS.contains(&routing.event.as_str()))
-        .then(|| Settled::Ignored(format!("event `{}` is not handled", routing.event)));
+    let fields = envelope(&json).map_err(|r| (r, None))?;
+    let settled = if !super::HANDLED_EVENTS.contains(&routing.event.as_str()) {
+        Some(Settled::Ignored(format!(
+            "event `{}` is not handled",
+            routing.event
+        )))
+    } else if routing.event == "workflow_job"
+        && let Some(why) = fields.labels_refused
+    {
+        // Recorded (the audit log keeps it) but never scheduled: no job is created from it.
+        Some(Settled::Ignored(format!("refused for scheduling: {why}")))
+    } else {
+        None
+    };
     Ok(NewDelivery {
         delivery_id: routing.delivery_id,
         event: routing.event,
-        action,
-        repository,
+        action: fields.action,
+        repository: fields.repository,
         payload: Payload::compress(&json),
         signature_valid: true,
         received_at: now,

@@ -53,14 +53,12 @@ pub(super) fn check_types(types: &Option<Vec<String>>) -> Result<(), String> {
 pub(super) struct Request {
     pub(super) filter: Filter,
     pub(super) since: Option<i64>,
-    pub(super) token: Option<String>,
 }
 
 pub(super) fn parse_query(query: Option<&str>) -> Result<Request, String> {
     let mut request = Request {
         filter: Filter::default(),
         since: None,
-        token: None,
     };
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
@@ -74,7 +72,8 @@ pub(super) fn parse_query(query: Option<&str>) -> Result<Request, String> {
                     .ok_or_else(|| format!("since `{value}` is not a seq (integer >= 0)"))?;
                 request.since = Some(since);
             }
-            "token" => request.token = Some(value.into_owned()),
+            // Read by `query_token`, before the rest is parsed.
+            "token" => {}
             other => {
                 return Err(format!(
                     "unknown parameter `{other}`; use repository, type, since, token"
@@ -84,6 +83,14 @@ pub(super) fn parse_query(query: Option<&str>) -> Result<Request, String> {
     }
     check_types(&request.filter.types)?;
     Ok(request)
+}
+
+/// The `token=` of a connect query, read on its own: a valid token must be honoured even when
+/// another parameter is bad, so that the refusal names that parameter (4400), not the token.
+pub(super) fn query_token(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Close reasons are limited to 123 bytes by the protocol.
@@ -120,7 +127,10 @@ mod tests {
             Some(vec!["a/b".into(), "c/d".into()])
         );
         assert_eq!(r.since, Some(5));
-        assert_eq!(r.token.as_deref(), Some("t"));
+        assert_eq!(
+            query_token(Some("colour=red&token=t%2Bu")).as_deref(),
+            Some("t+u")
+        );
         assert!(
             parse_query(Some("type=jobs"))
                 .err()

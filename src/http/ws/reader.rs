@@ -22,6 +22,9 @@ pub(super) enum Heard {
     Binary,
     /// A ping or pong: only proof of life (tungstenite answers pings itself).
     Alive,
+    /// A message larger than the limit: the connection is closed with 1009 (message too big),
+    /// so the client learns why instead of seeing the connection drop.
+    TooBig,
 }
 
 /// Starts reading; the receiver yields `None` once the client closed or the connection broke.
@@ -31,17 +34,32 @@ pub(super) fn spawn(
 ) -> (mpsc::Receiver<Heard>, AbortOnDropHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let task = tokio::spawn(async move {
-        while let Some(Ok(frame)) = stream.next().await {
-            let heard = match frame {
-                Message::Text(text) => Heard::Text(text),
-                Message::Binary(_) => Heard::Binary,
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => Heard::Alive,
+        while let Some(read) = stream.next().await {
+            let heard = match read {
+                Ok(Message::Text(text)) => Heard::Text(text),
+                Ok(Message::Binary(_)) => Heard::Binary,
+                Ok(Message::Close(_)) => break,
+                Ok(Message::Ping(_) | Message::Pong(_)) => Heard::Alive,
+                Err(error) if is_too_big(&error) => Heard::TooBig,
+                Err(_) => break,
             };
-            if tx.send(heard).await.is_err() {
+            let stop = matches!(heard, Heard::TooBig);
+            if tx.send(heard).await.is_err() || stop {
                 break;
             }
         }
     });
     (rx, AbortOnDropHandle::new(task))
+}
+
+/// True for tungstenite's "message/frame larger than `max_message_size`" error (the version
+/// axum uses: the downcast fails, and the test of 1009 with it, if they ever differ).
+fn is_too_big(error: &axum::Error) -> bool {
+    use std::error::Error;
+    matches!(
+        error
+            .source()
+            .and_then(|e| e.downcast_ref::<tungstenite::Error>()),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }

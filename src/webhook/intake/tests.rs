@@ -94,3 +94,45 @@ fn unsigned_only_when_allowed_and_no_secret() {
     assert!(check(&h, body, &[], false, Utc::now()).is_err());
     assert!(check(&h, body, &secrets(), true, Utc::now()).is_err());
 }
+
+#[test]
+fn a_job_with_too_many_or_too_long_labels_is_recorded_but_refused_for_scheduling() {
+    let job = |labels: Vec<String>| {
+        serde_json::json!({
+            "action": "queued", "repository": {"full_name": "o/r"},
+            "workflow_job": {"id": 1, "labels": labels},
+        })
+        .to_string()
+    };
+    let many: Vec<String> = (0..101).map(|i| format!("l{i}")).collect();
+    for (body, needle) in [
+        (job(many), "101 labels"),
+        (job(vec!["x".repeat(300)]), "300 bytes"),
+    ] {
+        let h = headers(
+            "workflow_job",
+            Some(&sign("topsecret", body.as_bytes())),
+            "application/json",
+        );
+        let d = check(&h, body.as_bytes(), &secrets(), false, Utc::now()).unwrap();
+        match d.settled {
+            Some(Settled::Ignored(why)) => {
+                assert!(why.starts_with("refused for scheduling"), "{why}");
+                assert!(why.contains(needle), "{why}");
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+    let fine = job(vec!["self-hosted".into(), "linux".into()]);
+    let h = headers(
+        "workflow_job",
+        Some(&sign("topsecret", fine.as_bytes())),
+        "application/json",
+    );
+    assert!(
+        check(&h, fine.as_bytes(), &secrets(), false, Utc::now())
+            .unwrap()
+            .settled
+            .is_none()
+    );
+}
