@@ -115,6 +115,7 @@ async fn walk_through_the_seed(app: TestApp) {
     let r = app
         .client
         .post(app.url("/api/webhooks/test"))
+        .header("Content-Type", "application/json")
         .body(r#"{"eventType": "push"}"#)
         .send()
         .await

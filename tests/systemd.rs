@@ -42,6 +42,8 @@ fn unit_has_the_settings_the_daemon_relies_on() {
     for want in [
         "Type=notify",
         "WatchdogSec=30s",
+        // Connections are file descriptors (issue #15): the default 1,024 is far too few.
+        "LimitNOFILE=65536",
         "Restart=on-failure",
         "User=runnerhub",
         "SupplementaryGroups=docker",

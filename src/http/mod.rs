@@ -18,7 +18,7 @@ pub mod ws;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use error::ApiError;
@@ -54,8 +54,30 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         // Last, so that it reaches every route merged above.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(middleware::from_fn(refuse_long_uri))
         .layer(middleware::from_fn(request_id::tag))
         .with_state(state)
+}
+
+/// The longest request target answered; no endpoint needs more (hyper's own limit is 64 KiB,
+/// past which it answers 431 for the whole head).
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// 414 with the error envelope for a request target over [`MAX_URI_BYTES`].
+async fn refuse_long_uri(request: Request, next: Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if length > MAX_URI_BYTES {
+        return ApiError::Status {
+            status: axum::http::StatusCode::URI_TOO_LONG,
+            code: "URI_TOO_LONG",
+            message: format!("the request target is {length} bytes; at most {MAX_URI_BYTES}"),
+        }
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// 405 with the error envelope (axum's own has an empty body).

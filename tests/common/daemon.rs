@@ -38,6 +38,17 @@ impl Daemon {
     /// `{dir}` for the temp directory. `WATCHDOG_PID=self` becomes the daemon's own PID, as
     /// systemd sets it.
     pub fn start(config: &str, env: &[(&str, &str)], args: &[&str]) -> Daemon {
+        Self::start_with_open_files(config, env, args, None)
+    }
+
+    /// [`Daemon::start`] under an open-file limit of `nofile` (soft and hard, so the daemon
+    /// cannot raise it), as a unit without `LimitNOFILE=` would run it.
+    pub fn start_with_open_files(
+        config: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        nofile: Option<u64>,
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("runnerhub.toml");
         std::fs::write(
@@ -46,10 +57,13 @@ impl Daemon {
         )
         .unwrap();
         let binary = env!("CARGO_BIN_EXE_runnerhub");
-        let mut command = if env.contains(&("WATCHDOG_PID", "self")) {
+        let watchdog = env.contains(&("WATCHDOG_PID", "self"));
+        let mut command = if watchdog || nofile.is_some() {
             // `exec` keeps the shell's PID, which is therefore known before the daemon runs.
+            let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+            let pid = if watchdog { "WATCHDOG_PID=$$ " } else { "" };
             let mut c = Command::new("sh");
-            c.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", binary]);
+            c.args(["-c", &format!("{limit}{pid}exec \"$0\" \"$@\""), binary]);
             c
         } else {
             Command::new(binary)

@@ -41,6 +41,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// The largest request head (and read buffer) per connection. hyper's default, ~400 KiB, let
 /// 900 half-sent heads hold 360 MB.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Headers per request (hyper's default, set so that it is one).
+const MAX_HEADERS: usize = 100;
 /// The listener's limits, from `[server]` (the connection bound is the registry's).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -60,7 +62,9 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
     tracing::debug!(?limits, "serving connections");
     loop {
         let accepted = tokio::select! {
