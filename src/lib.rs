@@ -12,7 +12,9 @@
 //! - [`lifecycle`]: signals, systemd notifications (ready, watchdog, reload, stopping), SIGHUP.
 //! - [`metrics`]: the catalog of Prometheus metric names and the recorder behind `/metrics`.
 //! - [`http`]: routers per resource, the error envelope, bearer-token guard, the live feed
-//!   (`ws`, `snapshot`) and the embedded dashboard.
+//!   (`ws`, `snapshot`) and the embedded dashboard; the listener's accept loop and connection
+//!   bound ([`http::serve`]), bodies under a budget and deadline ([`http::body`]), and the
+//!   open mode's browser checks.
 //! - [`replay`]: `events export` and `replay`: recorded deliveries through the scheduler's
 //!   decisions in virtual time, for capacity planning.
 //! - [`scheduler`]: the task that owns job state; the delivery processor.

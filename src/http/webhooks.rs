@@ -34,13 +34,7 @@ pub fn management_routes() -> Router<AppState> {
 }
 
 fn rejection_response(rejection: &Rejection) -> Response {
-    let status = match rejection {
-        Rejection::MissingHeader(_) | Rejection::BadHeader(..) => StatusCode::BAD_REQUEST,
-        Rejection::MalformedJson(_) | Rejection::MissingFormPayload => StatusCode::BAD_REQUEST,
-        Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
-    };
+    let status = rejection.status();
     metrics::counter!(crate::metrics::WEBHOOK_REJECTIONS_TOTAL, "code" => rejection.code())
         .increment(1);
     ApiError::Status {

@@ -37,6 +37,18 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// The HTTP status of the answer: always a 4xx.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Rejection::MissingHeader(_) | Rejection::BadHeader(..) => StatusCode::BAD_REQUEST,
+            Rejection::MalformedJson(_) | Rejection::MissingFormPayload => StatusCode::BAD_REQUEST,
+            Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::MissingHeader(_) | Rejection::BadHeader(..) => "BAD_HEADER",

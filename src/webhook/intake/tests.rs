@@ -136,3 +136,41 @@ fn a_job_with_too_many_or_too_long_labels_is_recorded_but_refused_for_scheduling
             .is_none()
     );
 }
+
+proptest::proptest! {
+    /// The fuzz target's property (fuzz/fuzz_targets/webhook_intake.rs) on every test run:
+    /// whatever headers and body arrive, the intake accepts or refuses with a 4xx.
+    #[test]
+    fn any_request_is_accepted_or_refused_with_a_4xx(
+        event in "[a-z_]{0,20}|workflow_job|ping|\\PC{0,10}",
+        delivery in "[a-f0-9-]{0,40}|\\PC{0,10}",
+        content_type in "application/json|application/x-www-form-urlencoded|\\PC{0,20}",
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        json_body in "\\{\"action\":\"(queued|completed)\",\"workflow_job\":\\{\"labels\":\\[(\"[a-z]{0,300}\",?){0,3}\\]\\}\\}",
+        signed in proptest::bool::ANY,
+        use_json in proptest::bool::ANY,
+    ) {
+        let body = if use_json { json_body.into_bytes() } else { body };
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("X-GitHub-Event", event),
+            ("X-GitHub-Delivery", delivery),
+            ("Content-Type", content_type),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                h.insert(name, value);
+            }
+        }
+        if signed {
+            h.insert("X-Hub-Signature-256", HeaderValue::from_str(&sign("topsecret", &body)).unwrap());
+        }
+        match check_head(&h, &secrets(), false, Utc::now()) {
+            Err((rejection, _)) => proptest::prop_assert!(rejection.status().is_client_error()),
+            Ok(()) => {
+                if let Err((rejection, _)) = check(&h, &body, &secrets(), false, Utc::now()) {
+                    proptest::prop_assert!(rejection.status().is_client_error());
+                }
+            }
+        }
+    }
+}
