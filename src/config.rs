@@ -235,6 +235,11 @@ pub struct GithubConfig {
     /// down). Also once shortly after start. Default `5m`; `0s` turns it off. Only with pools.
     #[serde(with = "duration_str")]
     pub catch_up_interval: Duration,
+    /// How often to list the webhook's recent deliveries at GitHub and ask it to redeliver the
+    /// failed ones the audit log lacks (GitHub keeps them 3 days). Default `5m`; `0s` turns
+    /// it off. Needs credentials that may read the hook (see `runnerhub hooks`).
+    #[serde(with = "duration_str")]
+    pub redeliver_interval: Duration,
 }
 
 impl Default for GithubConfig {
@@ -251,6 +256,7 @@ impl Default for GithubConfig {
             organization: None,
             runner_group_id: 1,
             catch_up_interval: Duration::from_secs(300),
+            redeliver_interval: Duration::from_secs(300),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - [`events`]: the bus of state changes: numbered (`seq`), broadcast, logged in `live_events`.
 //! - [`github`]: the GitHub REST client (JIT runners, PAT / App auth, retries, rate limits) and
 //!   [`github::sim`], the GitHub simulator for tests and the demo.
+//! - [`hooks`]: `runnerhub hooks install|list|status|remove`, and redelivery of failed
+//!   deliveries (DESIGN §12).
 //! - [`lifecycle`]: signals, systemd notifications (ready, watchdog, reload, stopping), SIGHUP.
 //! - [`metrics`]: the catalog of Prometheus metric names and the recorder behind `/metrics`.
 //! - [`http`]: routers per resource, the error envelope, bearer-token guard, the live feed
@@ -30,6 +32,7 @@ pub mod docker;
 pub mod domain;
 pub mod events;
 pub mod github;
+pub mod hooks;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;

@@ -55,6 +55,8 @@ enum Command {
     /// The audit log: `events export` writes its deliveries as NDJSON (for `replay`).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// The GitHub webhook through the REST API: `hooks install|list|status|remove`.
+    Hooks(runnerhub::hooks::cli::HooksArgs),
     /// Capacity planning: recorded deliveries through the scheduler's decisions in virtual
     /// time, under this configuration (and `--compare` another).
     Replay(runnerhub::replay::cli::ReplayArgs),
@@ -164,6 +166,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Events(EventsCommand::Export(args)) => runnerhub::replay::cli::export(args).await,
         Command::Replay(args) => runnerhub::replay::cli::replay(args).await,
+        Command::Hooks(args) => runnerhub::hooks::cli::run(args).await,
         Command::Sim(args) => runnerhub::github::sim::cli::run_cli(args).await,
         Command::Demo(args) => runnerhub::demo::run(args).await,
         Command::Config(ConfigCommand::Check { config }) => {

@@ -357,6 +357,7 @@ async fn event_listing_filters_pages_and_statistics() {
             event: None,
             limit,
             offset,
+            ..Default::default()
         };
         let page = store.list_events(&app(2, 1)).await.unwrap();
         assert_eq!(

@@ -19,6 +19,9 @@ const RUNNERS_PER_PAGE: usize = 100;
 /// Stop paging after this many pages (10 000 runners), in case a server ignores `page`.
 const MAX_RUNNER_PAGES: u32 = 100;
 
+/// Webhooks and their deliveries (DESIGN §12): a child module, so it shares the retry loop.
+mod hooks;
+
 /// The REST operations the scheduler and reconciler need. A trait so tests can use a fake.
 #[async_trait::async_trait]
 pub trait GithubApi: Send + Sync + 'static {
@@ -111,6 +114,8 @@ impl std::fmt::Debug for GithubClient {
 struct RawResponse {
     status: u16,
     body: Bytes,
+    /// The `Link` header, for the endpoints that page by cursor (hook deliveries).
+    link: Option<String>,
 }
 
 impl GithubClient {
@@ -291,7 +296,11 @@ impl GithubClient {
                         continue;
                     }
                     if status < 500 {
-                        return Ok(RawResponse { status, body });
+                        let link = headers
+                            .get(reqwest::header::LINK)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        return Ok(RawResponse { status, body, link });
                     }
                     GithubError::Server { status }
                 }

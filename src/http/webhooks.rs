@@ -173,6 +173,7 @@ async fn list_events(
         .list_events(&EventFilter {
             repository: q.repository,
             event: q.event,
+            outcome: None,
             limit: match q.limit {
                 0 => seed_views::DEFAULT_EVENTS_LIMIT,
                 limit => limit,

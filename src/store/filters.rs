@@ -17,6 +17,15 @@ where
     if let Some(event) = &filter.event {
         query.push(" AND event = ").push_bind(event);
     }
+    if let Some(outcome) = &filter.outcome {
+        if outcome == "pending" {
+            query.push(" AND NOT processed");
+        } else {
+            query
+                .push(" AND processed AND outcome = ")
+                .push_bind(outcome);
+        }
+    }
 }
 
 /// `AND status IN (?, …) AND repository = ?` for the job filters that are set.

@@ -10,13 +10,16 @@ mod hot_payloads;
 mod live;
 pub mod postgres;
 mod postgres_live;
+mod postgres_recovery;
 mod postgres_write;
+mod recovery;
 mod serving_lock;
 pub mod sqlite;
 mod sqlite_batch;
 mod sqlite_checkpoint;
 mod sqlite_events;
 mod sqlite_identity;
+mod sqlite_recovery;
 mod sqlite_runners;
 mod sqlite_script;
 mod types;
@@ -26,6 +29,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use live::*;
+pub use recovery::*;
 pub use types::*;
 
 use crate::domain::{Job, JobId, Runner, WorkflowRun};
@@ -64,7 +68,7 @@ pub struct Committed<T> {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RecoveryStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
 

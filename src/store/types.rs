@@ -112,6 +112,10 @@ pub(super) fn stored_payload_json(stored: Vec<u8>) -> Result<serde_json::Value, 
 pub struct EventFilter {
     pub repository: Option<String>,
     pub event: Option<String>,
+    /// `processed`, `ignored`, `rejected`: deliveries processed with that outcome; `failed`: the
+    /// dead letters (processing failed after every attempt); `pending`: not processed yet (a
+    /// failing delivery between its attempts included).
+    pub outcome: Option<String>,
     pub limit: u32,
     pub offset: u32,
 }

@@ -4,7 +4,8 @@
 //! - `POST /_sim/jobs` a [`JobSpec`] or `{"jobs": [JobSpec...]}` → 201 `{"jobs": [{run_id, job_id}]}`
 //! - `GET /_sim/jobs`, `GET /_sim/jobs/{id}`, `POST /_sim/jobs/{id}/cancel`
 //! - `GET /_sim/runners`, `GET /_sim/runs`
-//! - `POST /_sim/push` `{"repository", "branch"}`
+//! - `POST /_sim/push` `{"repository", "branch"}`, `POST /_sim/pull_request` (same body)
+//! - `GET /_sim/hooks`: the installed hooks
 //! - `GET /_sim/deliveries`, `POST /_sim/deliveries/{id}/redeliver`
 //! - `GET|PUT /_sim/faults` ([`Faults`]), `PUT /_sim/rate-limit` `{"limit", "used"}`
 
@@ -50,6 +51,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/runners", get(|State(s): S| async move { Json(json!(s.state().runners.values().collect::<Vec<_>>())) }))
         .route("/_sim/runs", get(|State(s): S| async move { Json(json!(s.state().runs.values().collect::<Vec<_>>())) }))
         .route("/_sim/push", post(push))
+        .route("/_sim/pull_request", post(pull_request))
+        .route("/_sim/hooks", get(|State(s): S| async move { Json(json!(s.state().hooks.hooks.values().collect::<Vec<_>>())) }))
         .route("/_sim/deliveries", get(|State(s): S| async move { Json(json!(s.state().deliveries)) }))
         .route("/_sim/deliveries/{id}/redeliver", post(redeliver))
         .route("/_sim/faults", get(|State(s): S| async move { Json(json!(s.faults().faults)) }).put(set_faults))
@@ -121,6 +124,14 @@ fn default_branch() -> String {
 
 async fn push(State(shared): S, Json(body): Json<PushBody>) -> Response {
     let d = shared.state().push_delivery(&body.repository, &body.branch);
+    shared.emit(vec![d]);
+    (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+}
+
+async fn pull_request(State(shared): S, Json(body): Json<PushBody>) -> Response {
+    let d = shared
+        .state()
+        .pull_request_delivery(&body.repository, &body.branch);
     shared.emit(vec![d]);
     (StatusCode::ACCEPTED, Json(json!({}))).into_response()
 }

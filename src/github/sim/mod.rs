@@ -19,6 +19,7 @@
 pub mod cli;
 mod control;
 pub mod faults;
+mod hooks;
 pub mod jit;
 mod jwt;
 mod rest;
@@ -38,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use faults::{FaultRule, Faults};
+pub use hooks::SimHook;
 pub use jwt::JwtError;
 pub use state::{DeliveryRecord, Job, JobSpec, JobStatus, Run, Runner, RunnerStatus, Scope};
 
@@ -74,6 +76,9 @@ pub struct SimConfig {
     pub webhook_secret: String,
     /// Tokens accepted as `Authorization: Bearer|token` (PATs); installation tokens are added when issued.
     pub tokens: Vec<String>,
+    /// Tokens accepted everywhere but refused (403) on hook administration, like a token
+    /// without admin rights on the repository.
+    pub read_only_tokens: Vec<String>,
     /// GitHub App accepted on `/app/*`; `None` answers 401 there.
     pub app: Option<SimApp>,
     /// Primary rate-limit budget per hour (`x-ratelimit-limit`); default 5000.
@@ -110,6 +115,7 @@ impl Default for SimConfig {
             webhook_url: None,
             webhook_secret: "sim-webhook-secret".into(),
             tokens: vec!["sim-token".into()],
+            read_only_tokens: Vec::new(),
             app: None,
             rate_limit: 5000,
             owners: Vec::new(),
@@ -152,10 +158,13 @@ impl Shared {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends the deliveries a state change caused, and wakes waiting runners.
+    /// Sends the deliveries a state change caused, one to each hook that gets it, and wakes
+    /// waiting runners.
     fn emit(&self, deliveries: Vec<PendingDelivery>) {
         for d in deliveries {
-            let _ = self.deliveries.send(webhook::Outgoing::new(d));
+            for target in hooks::targets(self, d.event, d.repository.as_deref()) {
+                let _ = self.deliveries.send(webhook::Outgoing::new(&d, target));
+            }
         }
         self.runner_wakeup.notify_waiters();
     }
@@ -298,6 +307,30 @@ impl SimHandle {
     pub fn send_push(&self, repository: &str, branch: &str) {
         let d = self.shared.state().push_delivery(repository, branch);
         self.shared.emit(vec![d]);
+    }
+
+    /// Sends a `pull_request.opened` from `branch`.
+    pub fn send_pull_request(&self, repository: &str, branch: &str) {
+        let d = self
+            .shared
+            .state()
+            .pull_request_delivery(repository, branch);
+        self.shared.emit(vec![d]);
+    }
+
+    /// The installed repository and organization hooks.
+    pub fn hooks(&self) -> Vec<hooks::SimHook> {
+        self.shared.state().hooks.hooks.values().cloned().collect()
+    }
+
+    /// The App's hook URL, if set.
+    pub fn app_hook_url(&self) -> Option<String> {
+        self.shared.state().hooks.app.url.clone()
+    }
+
+    /// The events the App subscribes to (its settings on GitHub).
+    pub fn set_app_events(&self, events: &[&str]) {
+        self.shared.state().hooks.app.events = events.iter().map(|e| e.to_string()).collect();
     }
 
     /// The delivery log, oldest first.

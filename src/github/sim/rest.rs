@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::faults::RestFault;
 use super::state::{DeliveryRecord, Runner, RunnerStatus, Scope, StateError};
-use super::{Shared, jit, templates, webhook};
+use super::{Shared, hooks, jit, templates, webhook};
 
 const DOCS_URL: &str = "https://docs.github.com/rest";
 const RUNNER_VERSION: &str = "2.323.0";
@@ -39,10 +39,10 @@ type Params = Path<HashMap<String, String>>;
 
 /// A GitHub error answer: `{"message", "documentation_url"}`.
 #[derive(Debug)]
-pub struct GhError(StatusCode, String);
+pub struct GhError(pub(super) StatusCode, pub(super) String);
 
 impl GhError {
-    fn not_found() -> Self {
+    pub(super) fn not_found() -> Self {
         Self(StatusCode::NOT_FOUND, "Not Found".into())
     }
 }
@@ -68,7 +68,7 @@ impl From<StateError> for GhError {
     }
 }
 
-type GhResult<T> = Result<T, GhError>;
+pub(super) type GhResult<T> = Result<T, GhError>;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     let runners = |prefix: &str| {
@@ -123,12 +123,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/app/installations/{installation_id}/access_tokens",
             post(access_token),
         )
+        .merge(super::hooks::routes())
         .fallback(|| async { GhError::not_found() })
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), gate))
         .with_state(shared)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
@@ -137,7 +138,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Credentials, REST faults, primary rate limit, `x-ratelimit-*` headers.
 async fn gate(State(shared): S, req: Request, next: Next) -> Response {
-    let is_app = req.uri().path().starts_with("/app/");
+    let path = req.uri().path();
+    let is_app = path == "/app" || path.starts_with("/app/");
     let token = bearer(req.headers()).map(str::to_owned);
     let now = Utc::now();
     let authorized = match (&token, is_app) {
@@ -153,6 +155,7 @@ async fn gate(State(shared): S, req: Request, next: Next) -> Response {
         },
         (Some(t), false) => {
             let known = shared.config.tokens.iter().any(|k| k == t)
+                || shared.config.read_only_tokens.iter().any(|k| k == t)
                 || shared
                     .state()
                     .installation_tokens
@@ -220,7 +223,7 @@ async fn gate(State(shared): S, req: Request, next: Next) -> Response {
 }
 
 /// The scope of a `/repos/{owner}/{repo}` or `/orgs/{org}` path; 404 for owners we do not know.
-fn scope_of(shared: &Shared, p: &HashMap<String, String>) -> GhResult<Scope> {
+pub(super) fn scope_of(shared: &Shared, p: &HashMap<String, String>) -> GhResult<Scope> {
     let (owner, scope) = match (p.get("owner"), p.get("repo"), p.get("org")) {
         (Some(o), Some(r), _) => (o.as_str(), Scope::Repo(format!("{o}/{r}"))),
         (_, _, Some(org)) => (org.as_str(), Scope::Org(org.clone())),
@@ -233,7 +236,7 @@ fn scope_of(shared: &Shared, p: &HashMap<String, String>) -> GhResult<Scope> {
     Ok(scope)
 }
 
-fn id_param(p: &HashMap<String, String>, key: &str) -> GhResult<u64> {
+pub(super) fn id_param(p: &HashMap<String, String>, key: &str) -> GhResult<u64> {
     p.get(key)
         .and_then(|v| v.parse().ok())
         .ok_or_else(GhError::not_found)
@@ -266,7 +269,7 @@ fn runner_json(shared: &Shared, r: &Runner) -> Value {
     })
 }
 
-fn paginate<T: Clone>(items: &[T], q: &HashMap<String, String>) -> Vec<T> {
+pub(super) fn paginate<T: Clone>(items: &[T], q: &HashMap<String, String>) -> Vec<T> {
     let per_page = q
         .get("per_page")
         .and_then(|v| v.parse::<usize>().ok())
@@ -502,25 +505,34 @@ async fn get_job(State(shared): S, Path(p): Params) -> GhResult<Json<Value>> {
     )))
 }
 
-/// Deliveries visible through a hook: a repository hook sees its repository's, an org hook its
-/// owner's, the App hook all. 404 for another hook id.
+/// Deliveries of one hook, newest first: an installed hook's own; the configured hook
+/// ([`super::SimConfig::hook_id`]) sees those of the path's repository or organization; the App
+/// hook its own once its URL is set, else every configured-hook delivery. 404 for a hook id
+/// the path does not own.
 fn visible_deliveries(
     shared: &Shared,
     p: &HashMap<String, String>,
 ) -> GhResult<Vec<DeliveryRecord>> {
-    let filter: Option<Scope> = if p.contains_key("owner") || p.contains_key("org") {
-        if id_param(p, "hook_id")? != shared.config.hook_id {
-            return Err(GhError::not_found());
-        }
-        Some(scope_of(shared, p)?)
-    } else {
-        None
-    };
+    let configured = shared.config.hook_id;
+    let (hook_id, filter): (u64, Option<Scope>) =
+        if p.contains_key("owner") || p.contains_key("org") {
+            let scope = scope_of(shared, p)?;
+            let hook_id = id_param(p, "hook_id")?;
+            if !hooks::hook_in_scope(shared, &scope, hook_id) {
+                return Err(GhError::not_found());
+            }
+            (hook_id, (hook_id == configured).then_some(scope))
+        } else if hooks::app_hook_configured(shared) {
+            (hooks::APP_HOOK_ID, None)
+        } else {
+            (configured, None)
+        };
     let state = shared.state();
     Ok(state
         .deliveries
         .iter()
         .rev()
+        .filter(|d| d.hook_id == hook_id)
         .filter(|d| match (&filter, &d.repository) {
             (None, _) => true,
             (Some(Scope::Repo(full)), Some(r)) => r.eq_ignore_ascii_case(full),
@@ -543,18 +555,39 @@ fn delivery_json(shared: &Shared, d: &DeliveryRecord) -> Value {
     })
 }
 
+/// GitHub pages deliveries by cursor: `Link: <…?per_page=N&cursor=…>; rel="next"`. The
+/// simulator's cursor is the id of the last delivery served (`page` works too).
 async fn list_deliveries(
     State(shared): S,
     Path(p): Params,
     Query(q): Query<HashMap<String, String>>,
-) -> GhResult<Json<Value>> {
-    let all = visible_deliveries(&shared, &p)?;
-    Ok(Json(
-        paginate(&all, &q)
-            .iter()
-            .map(|d| delivery_json(&shared, d))
-            .collect(),
-    ))
+    uri: axum::http::Uri,
+) -> GhResult<Response> {
+    let mut all = visible_deliveries(&shared, &p)?;
+    if let Some(cursor) = q.get("cursor") {
+        let after: u64 = cursor
+            .strip_prefix("v1_")
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| GhError(StatusCode::BAD_REQUEST, "Invalid cursor".into()))?;
+        all.retain(|d| d.id < after);
+    }
+    let page = paginate(&all, &q);
+    let body: Vec<Value> = page.iter().map(|d| delivery_json(&shared, d)).collect();
+    let mut response = Json(body).into_response();
+    let more = !q.contains_key("page") && page.len() < all.len();
+    if let Some(last) = page.last().filter(|_| more) {
+        let per_page = q.get("per_page").map_or("30", String::as_str);
+        let link = format!(
+            "<{}{}?per_page={per_page}&cursor=v1_{}>; rel=\"next\"",
+            shared.base_url,
+            uri.path(),
+            last.id
+        );
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
 }
 
 fn find_delivery(shared: &Shared, p: &HashMap<String, String>) -> GhResult<DeliveryRecord> {
@@ -568,7 +601,8 @@ fn find_delivery(shared: &Shared, p: &HashMap<String, String>) -> GhResult<Deliv
 async fn get_delivery(State(shared): S, Path(p): Params) -> GhResult<Json<Value>> {
     let d = find_delivery(&shared, &p)?;
     let mut v = delivery_json(&shared, &d);
-    v["url"] = json!(shared.config.webhook_url.clone().unwrap_or_default());
+    let url = hooks::current_target(&shared, d.hook_id).and_then(|t| t.url);
+    v["url"] = json!(url.unwrap_or_default());
     v["request"] = json!({
         "headers": d.request_headers,
         "payload": serde_json::from_str::<Value>(&d.body).unwrap_or(Value::Null),

@@ -30,8 +30,9 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// Whether a runner in this scope may run jobs of `repository` (`owner/repo`).
-    fn serves(&self, repository: &str) -> bool {
+    /// Whether a runner in this scope may run jobs of `repository` (`owner/repo`); also
+    /// whether a hook of this scope gets the repository's deliveries.
+    pub fn serves(&self, repository: &str) -> bool {
         match self {
             Scope::Repo(full) => full.eq_ignore_ascii_case(repository),
             Scope::Org(org) => repository
@@ -132,6 +133,8 @@ pub struct Run {
 pub struct DeliveryRecord {
     pub id: u64,
     pub guid: String,
+    /// The hook it went to (`X-GitHub-Hook-ID`).
+    pub hook_id: u64,
     pub event: String,
     pub action: Option<String>,
     pub repository: Option<String>,
@@ -191,6 +194,9 @@ pub struct SimState {
     repos: HashMap<String, u64>,
     /// Installation tokens issued, with their expiry.
     pub installation_tokens: HashMap<String, DateTime<Utc>>,
+    /// Installed webhooks and the App's hook.
+    pub hooks: super::hooks::HookRegistry,
+    next_pull_number: u64,
 }
 
 impl SimState {
@@ -209,6 +215,8 @@ impl SimState {
             labels: HashMap::new(),
             repos: HashMap::new(),
             installation_tokens: HashMap::new(),
+            hooks: Default::default(),
+            next_pull_number: 1,
         }
     }
 
@@ -491,6 +499,26 @@ impl SimState {
             repository: Some(repository.into()),
             repository_id: Some(repo_id),
             payload: templates::push(repository, repo_id, branch, self.installation_id),
+        }
+    }
+
+    /// `pull_request.opened` of a new pull request from `branch` of `repository`.
+    pub fn pull_request_delivery(&mut self, repository: &str, branch: &str) -> PendingDelivery {
+        let repo_id = self.repo_id(repository);
+        let number = self.next_pull_number;
+        self.next_pull_number += 1;
+        PendingDelivery {
+            event: "pull_request",
+            action: Some("opened".into()),
+            repository: Some(repository.into()),
+            repository_id: Some(repo_id),
+            payload: templates::pull_request(
+                repository,
+                repo_id,
+                number,
+                branch,
+                self.installation_id,
+            ),
         }
     }
 

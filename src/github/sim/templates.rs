@@ -12,6 +12,9 @@ const PUSH: &str = include_str!("templates/push.json");
 const REST_RUN: &str = include_str!("templates/rest_run.json");
 const REST_JOB: &str = include_str!("templates/rest_job.json");
 const ACCESS_TOKEN: &str = include_str!("templates/access_token.json");
+const PULL_REQUEST: &str = include_str!("templates/pull_request.json");
+const APP: &str = include_str!("templates/app.json");
+const INSTALLATION: &str = include_str!("templates/installation.json");
 
 /// Repository names used in the templates, replaced by the simulated repository.
 const TEMPLATE_REPOS: [&str; 3] = [
@@ -301,5 +304,53 @@ pub fn access_token(token: &str, expires_at: DateTime<Utc>) -> Value {
     let mut v: Value = serde_json::from_str(ACCESS_TOKEN).expect("template is valid JSON");
     set(&mut v, "/token", json!(token));
     set(&mut v, "/expires_at", json!(ts(expires_at)));
+    v
+}
+
+/// `pull_request` webhook body (`opened`): pull request `number` from `branch`.
+pub fn pull_request(
+    repository: &str,
+    repo_id: u64,
+    number: u64,
+    branch: &str,
+    installation_id: u64,
+) -> Value {
+    let mut v = load(PULL_REQUEST, repository);
+    let sha = format!("{:040x}", rand::random::<u128>());
+    set(&mut v, "/number", json!(number));
+    set(&mut v, "/pull_request/number", json!(number));
+    set(&mut v, "/pull_request/head/ref", json!(branch));
+    set(&mut v, "/pull_request/head/sha", json!(sha));
+    set(&mut v, "/pull_request/created_at", json!(ts(Utc::now())));
+    set(&mut v, "/pull_request/updated_at", json!(ts(Utc::now())));
+    fill_repository(&mut v, "/repository", repository, repo_id);
+    set(&mut v, "/installation/id", json!(installation_id));
+    v
+}
+
+/// `GET /app`: the App with its id and subscribed events.
+pub fn app(app_id: u64, events: &[String]) -> Value {
+    let mut v: Value = serde_json::from_str(APP).expect("template is valid JSON");
+    set(&mut v, "/id", json!(app_id));
+    set(&mut v, "/events", json!(events));
+    v
+}
+
+/// An item of `GET /app/installations`: installation `id` on the organization `account`.
+pub fn installation(id: u64, app_id: u64, account: &str, account_id: u64) -> Value {
+    let mut v: Value = serde_json::from_str(INSTALLATION).expect("template is valid JSON");
+    set(&mut v, "/id", json!(id));
+    set(&mut v, "/app_id", json!(app_id));
+    set(&mut v, "/target_id", json!(account_id));
+    set(&mut v, "/account/login", json!(account));
+    set(&mut v, "/account/id", json!(account_id));
+    set(&mut v, "/account/type", json!("Organization"));
+    set(
+        &mut v,
+        "/access_tokens_url",
+        json!(format!(
+            "https://api.github.com/app/installations/{id}/access_tokens"
+        )),
+    );
     v
 }

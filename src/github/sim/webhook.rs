@@ -10,6 +10,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::hooks::{self, Target};
 use super::state::{DeliveryRecord, PendingDelivery};
 
 /// GitHub waits 10 s for the receiver's answer.
@@ -30,18 +31,21 @@ pub struct Outgoing {
     pub repository_id: Option<u64>,
     pub body: String,
     pub redelivery: bool,
+    /// The hook it goes to: each hook gets its own delivery (and GUID) of an event.
+    pub target: Target,
 }
 
 impl Outgoing {
-    pub fn new(d: PendingDelivery) -> Self {
+    pub fn new(d: &PendingDelivery, target: Target) -> Self {
         Self {
             guid: crate::webhook::new_delivery_guid(),
             event: d.event.into(),
-            action: d.action,
-            repository: d.repository,
+            action: d.action.clone(),
+            repository: d.repository.clone(),
             repository_id: d.repository_id,
             body: serde_json::to_string(&d.payload).expect("payload serializes"),
             redelivery: false,
+            target,
         }
     }
 }
@@ -119,7 +123,8 @@ pub async fn run_sender(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Out
     }
 }
 
-/// Queues a logged delivery again with the same GUID and body.
+/// Queues a logged delivery again with the same GUID and body, to its hook as configured now
+/// (`None` when the delivery or its hook is gone).
 pub fn redeliver(shared: &Shared, delivery_id: u64) -> Option<()> {
     let record = shared
         .state()
@@ -127,7 +132,9 @@ pub fn redeliver(shared: &Shared, delivery_id: u64) -> Option<()> {
         .iter()
         .find(|d| d.id == delivery_id)
         .cloned()?;
+    let target = hooks::current_target(shared, record.hook_id)?;
     let out = Outgoing {
+        target,
         guid: record.guid,
         event: record.event,
         action: record.action,
@@ -139,8 +146,8 @@ pub fn redeliver(shared: &Shared, delivery_id: u64) -> Option<()> {
     shared.deliveries.send(out).ok()
 }
 
-fn headers(shared: &Shared, out: &Outgoing) -> BTreeMap<String, String> {
-    let secret = &shared.config.webhook_secret;
+fn headers(out: &Outgoing) -> BTreeMap<String, String> {
+    let secret = &out.target.secret;
     let mut h = BTreeMap::new();
     h.insert("Accept".into(), "*/*".into());
     // Casing as in GitHub's delivery log (`content-type` is the odd one out there).
@@ -148,10 +155,10 @@ fn headers(shared: &Shared, out: &Outgoing) -> BTreeMap<String, String> {
     h.insert("User-Agent".into(), USER_AGENT.into());
     h.insert("X-GitHub-Event".into(), out.event.clone());
     h.insert("X-GitHub-Delivery".into(), out.guid.clone());
-    h.insert("X-GitHub-Hook-ID".into(), shared.config.hook_id.to_string());
+    h.insert("X-GitHub-Hook-ID".into(), out.target.hook_id.to_string());
     h.insert(
         "X-GitHub-Hook-Installation-Target-Type".into(),
-        "repository".into(),
+        out.target.target_type.into(),
     );
     h.insert(
         "X-GitHub-Hook-Installation-Target-ID".into(),
@@ -169,8 +176,8 @@ fn headers(shared: &Shared, out: &Outgoing) -> BTreeMap<String, String> {
 }
 
 async fn send_and_log(shared: &Shared, client: &reqwest::Client, out: Outgoing) {
-    let headers = headers(shared, &out);
-    let Some(url) = shared.config.webhook_url.clone() else {
+    let headers = headers(&out);
+    let Some(url) = out.target.url.clone() else {
         log(
             shared,
             &out,
@@ -216,13 +223,14 @@ fn log(
     response_body: String,
     duration: Duration,
 ) {
-    let sent = headers.is_some() && shared.config.webhook_url.is_some();
-    let headers = headers.unwrap_or_else(|| self::headers(shared, out));
+    let sent = headers.is_some() && out.target.url.is_some();
+    let headers = headers.unwrap_or_else(|| self::headers(out));
     let mut state = shared.state();
     let id = state.next_delivery_id();
     state.deliveries.push(DeliveryRecord {
         id,
         guid: out.guid.clone(),
+        hook_id: out.target.hook_id,
         event: out.event.clone(),
         action: out.action.clone(),
         repository: out.repository.clone(),
