@@ -225,6 +225,14 @@ pub async fn run_with(
         "database maintenance",
         maintain_store(store.clone(), background.clone(), shutdown.clone()),
     );
+    supervisor.spawn(
+        "retention",
+        crate::retention::run(
+            store.clone(),
+            config_updates.subscribe(),
+            background.clone(),
+        ),
+    );
 
     let local_addr = listener.local_addr()?;
     let body_budget = crate::http::body::BodyBudget::new(config.server.body_budget_bytes());

@@ -162,13 +162,33 @@ pub struct DatabaseConfig {
     /// When another daemon serves from the database: wait (checking every few seconds) and
     /// take over when it stops or dies, instead of refusing to start. Default false.
     pub standby: bool,
+    /// Processed deliveries (with their payloads), completed jobs and runs, and removed runners
+    /// older than this are deleted, in small batches, by the serving daemon. Default `30d`; at
+    /// least `3d` (GitHub redelivers for 3 days, and catch-up looks back as far); `0s` keeps
+    /// everything.
+    #[serde(with = "duration_str")]
+    pub retention: Duration,
+    /// Deliveries whose signature failed (kept as evidence) are deleted once older than this, or
+    /// than `retention` if that is shorter. Default `7d`; `0s` leaves them to `retention`.
+    #[serde(with = "duration_str")]
+    pub forged_retention: Duration,
 }
+
+/// `database.retention`'s default: a month of history for the API, the dashboard and replay.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// `database.forged_retention`'s default: a week to look into a flood of forged requests.
+pub const DEFAULT_FORGED_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+/// The shortest `database.retention`: GitHub redelivers for 3 days, catch-up looks back 3 days,
+/// and a job pruned sooner would be queued again by a late redelivery of its `queued` event.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3 * 86_400);
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: "sqlite://runnerhub.db".to_owned(),
             standby: false,
+            retention: DEFAULT_RETENTION,
+            forged_retention: DEFAULT_FORGED_RETENTION,
         }
     }
 }
@@ -178,6 +198,9 @@ impl fmt::Debug for DatabaseConfig {
         // A PostgreSQL URL may carry a password.
         f.debug_struct("DatabaseConfig")
             .field("url", &redact_url_password(&self.url))
+            .field("standby", &self.standby)
+            .field("retention", &self.retention)
+            .field("forged_retention", &self.forged_retention)
             .finish()
     }
 }

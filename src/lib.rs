@@ -19,6 +19,8 @@
 //!   open mode's browser checks.
 //! - [`replay`]: `events export` and `replay`: recorded deliveries through the scheduler's
 //!   decisions in virtual time, for capacity planning.
+//! - [`retention`]: old history deleted in small batches (`database.retention`, the cleanup
+//!   endpoint), and the space given back.
 //! - [`scheduler`]: the task that owns job state; the delivery processor.
 //! - [`store`]: the `Store` trait and its SQLite and PostgreSQL backends.
 //! - [`supervisor`]: the daemon's own tasks, watched: a panic stops the daemon (non-zero).
@@ -37,6 +39,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod replay;
+pub mod retention;
 pub mod scheduler;
 pub mod store;
 pub mod supervisor;

@@ -85,6 +85,14 @@ pub const CATCH_UP_PASSES_TOTAL: &str = "runnerhub_catch_up_passes_total";
 /// Counter: `workflow_job` changes recorded by catch-up because their delivery never arrived.
 pub const CATCH_UP_DELIVERIES_TOTAL: &str = "runnerhub_catch_up_deliveries_total";
 
+/// Counter `{kind}`: rows deleted by retention (`database.retention`, the cleanup endpoint);
+/// kind is one of [`RETENTION_KINDS`].
+pub const RETENTION_ROWS_PRUNED_TOTAL: &str = "runnerhub_retention_rows_pruned_total";
+/// Counter `{result}`: periodic retention passes, result `success` or `failure`.
+pub const RETENTION_PASSES_TOTAL: &str = "runnerhub_retention_passes_total";
+/// Counter: bytes of the SQLite file given back to the filesystem after pruning.
+pub const RETENTION_RECLAIMED_BYTES_TOTAL: &str = "runnerhub_retention_reclaimed_bytes_total";
+
 // --- The daemon itself -----------------------------------------------------------------------
 
 /// Counter `{result}`: configuration reloads (SIGHUP), result `success` or `failure`.
@@ -114,6 +122,9 @@ pub const LAUNCH_FAILURE_REASONS: &[&str] = &[
     "crashed",
     "other",
 ];
+/// Kinds of [`RETENTION_ROWS_PRUNED_TOTAL`].
+pub const RETENTION_KINDS: [&str; 5] =
+    ["deliveries", "forged_deliveries", "jobs", "runs", "runners"];
 /// Job conclusions GitHub documents; anything else is counted as `other`.
 const CONCLUSIONS: &[&str] = &[
     "success",
@@ -166,6 +177,9 @@ pub const ALL: &[&str] = &[
     DOCKER_CALL_DURATION_SECONDS,
     CATCH_UP_PASSES_TOTAL,
     CATCH_UP_DELIVERIES_TOTAL,
+    RETENTION_ROWS_PRUNED_TOTAL,
+    RETENTION_PASSES_TOTAL,
+    RETENTION_RECLAIMED_BYTES_TOTAL,
     CONFIG_RELOADS_TOTAL,
     CONFIG_LAST_RELOAD_SUCCESSFUL,
     BUILD_INFO,
@@ -309,6 +323,15 @@ pub fn describe(config: &Config) {
         CATCH_UP_DELIVERIES_TOTAL,
         "Job changes recorded by catch-up because their webhook delivery never arrived"
     );
+    describe_counter!(
+        RETENTION_ROWS_PRUNED_TOTAL,
+        "Rows deleted by retention, by kind"
+    );
+    describe_counter!(RETENTION_PASSES_TOTAL, "Retention passes, by result");
+    describe_counter!(
+        RETENTION_RECLAIMED_BYTES_TOTAL,
+        "Bytes of the SQLite database given back to the filesystem after pruning"
+    );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_gauge!(
         CONFIG_LAST_RELOAD_SUCCESSFUL,
@@ -335,7 +358,12 @@ pub fn describe(config: &Config) {
     for result in ["success", "failure"] {
         metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(0);
         metrics::counter!(CATCH_UP_PASSES_TOTAL, "result" => result).increment(0);
+        metrics::counter!(RETENTION_PASSES_TOTAL, "result" => result).increment(0);
     }
+    for kind in RETENTION_KINDS {
+        metrics::counter!(RETENTION_ROWS_PRUNED_TOTAL, "kind" => kind).increment(0);
+    }
+    metrics::counter!(RETENTION_RECLAIMED_BYTES_TOTAL).increment(0);
     metrics::counter!(CATCH_UP_DELIVERIES_TOTAL).increment(0);
     metrics::gauge!(WEBSOCKET_CLIENTS).increment(0.0);
     metrics::gauge!(HTTP_CONNECTIONS).increment(0.0);

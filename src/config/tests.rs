@@ -26,6 +26,11 @@ fn the_shipped_example_is_valid_and_matches_the_defaults() {
     let defaults = Config::default();
     assert_eq!(config.server.listen, defaults.server.listen);
     assert_eq!(config.database.url, defaults.database.url);
+    assert_eq!(config.database.retention, defaults.database.retention);
+    assert_eq!(
+        config.database.forged_retention,
+        defaults.database.forged_retention
+    );
     assert_eq!(config.limits.max_runners, defaults.limits.max_runners);
     assert_eq!(config.priority.rules, defaults.priority.rules);
     let pool = &config.pools[0];
@@ -91,6 +96,12 @@ fn bad_values_name_the_key() {
             "github.registration",
         ),
         ("[database]\nurl = \"mysql://x\"", "database.url"),
+        ("[database]\nretention = \"2d\"", "database.retention"),
+        ("[database]\nretention = \"a month\"", "database.retention"),
+        (
+            "[database]\nforged_retention = \"5s\"",
+            "database.forged_retention",
+        ),
         (
             "[[pools]]\nname = \"a\"\nlabels = [\"x\"]\nmin_idle = 1",
             "pools[0].repository",
@@ -104,6 +115,29 @@ fn bad_values_name_the_key() {
         let err = load(text, SIGNED).unwrap_err().to_string();
         assert!(err.contains(key), "expected `{key}` in: {err}");
     }
+}
+
+#[test]
+fn retention_defaults_to_a_month_and_zero_keeps_everything() {
+    let config = load("", SIGNED).unwrap();
+    assert_eq!(config.database.retention, DEFAULT_RETENTION);
+    assert_eq!(config.database.forged_retention, DEFAULT_FORGED_RETENTION);
+    let config = load(
+        "[database]\nretention = \"0s\"\nforged_retention = \"12h\"",
+        SIGNED,
+    )
+    .unwrap();
+    assert!(config.database.retention.is_zero());
+    assert_eq!(config.database.forged_retention.as_secs(), 12 * 3600);
+    let config = load(
+        "",
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("RUNNERHUB__DATABASE__RETENTION", "3d"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.database.retention, MIN_RETENTION);
 }
 
 #[test]

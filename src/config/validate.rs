@@ -144,6 +144,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
             "expected sqlite://PATH or postgres://…",
         ));
     }
+    validate_retention(&config.database)?;
     if config.limits.max_runners == 0 {
         return Err(ConfigError::invalid(
             "limits.max_runners",
@@ -169,6 +170,27 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(
             "priority.aging_per_minute",
             "must be a non-negative number",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_retention(database: &super::DatabaseConfig) -> Result<(), ConfigError> {
+    let retention = database.retention;
+    if !retention.is_zero() && retention < super::MIN_RETENTION {
+        return Err(ConfigError::invalid(
+            "database.retention",
+            format!(
+                "`{}` is shorter than 3d: GitHub redelivers deliveries for 3 days, and a job \
+                 pruned sooner would be queued again by a late redelivery (`0s` keeps everything)",
+                humantime::format_duration(retention)
+            ),
+        ));
+    }
+    if !database.forged_retention.is_zero() && database.forged_retention.as_secs() < 60 {
+        return Err(ConfigError::invalid(
+            "database.forged_retention",
+            "must be at least 1m (`0s` leaves forged deliveries to database.retention)",
         ));
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 pub mod body;
 mod browser;
+mod cleanup;
 mod dashboard;
 pub mod error;
 mod health;
@@ -31,6 +32,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(webhooks::management_routes())
         .merge(jobs::routes())
         .merge(runners::routes())
+        .merge(cleanup::routes())
         .route_layer(token());
     // What a browser can be made to reach: Host and cross-site checks in the open mode.
     // `/ws` checks the API token itself (header or `token=`), so that a refusal reaches a

@@ -10,8 +10,10 @@ mod hot_payloads;
 mod live;
 pub mod postgres;
 mod postgres_live;
+mod postgres_prune;
 mod postgres_recovery;
 mod postgres_write;
+mod prune;
 mod recovery;
 mod serving_lock;
 pub mod sqlite;
@@ -19,6 +21,7 @@ mod sqlite_batch;
 mod sqlite_checkpoint;
 mod sqlite_events;
 mod sqlite_identity;
+mod sqlite_prune;
 mod sqlite_recovery;
 mod sqlite_runners;
 mod sqlite_script;
@@ -29,6 +32,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use live::*;
+pub use prune::{Prunable, RUN_LIFETIME_LIMIT, Reclaimed};
 pub use recovery::*;
 pub use types::*;
 
@@ -181,6 +185,20 @@ pub trait Store: RecoveryStore + Send + Sync + 'static {
         keep_last: i64,
         older_than: DateTime<Utc>,
     ) -> StoreResult<u64>;
+
+    // ---- retention (`crate::retention`) ----
+
+    /// Deletes, in one short transaction, at most `limit` rows of `what` older than `before`,
+    /// oldest first, and returns how many. Only rows nothing needs any more (see [`Prunable`]):
+    /// never an unprocessed delivery, an unfinished job or a runner not removed.
+    async fn prune(&self, what: Prunable, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+
+    /// Gives at most `max_pages` free database pages back to the filesystem, in one short
+    /// transaction. SQLite with incremental auto-vacuum shrinks its file this way (at the next
+    /// checkpoint); elsewhere this does nothing.
+    async fn reclaim_space(&self, _max_pages: u32) -> StoreResult<Reclaimed> {
+        Ok(Reclaimed::default())
+    }
 
     /// Jobs not yet started (queued or waiting), highest priority first, then oldest.
     async fn pending_jobs(&self, repository: Option<&str>, limit: u32) -> StoreResult<Vec<Job>>;

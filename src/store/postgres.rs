@@ -541,6 +541,10 @@ impl Store for PostgresStore {
         self.pg_prune_live_events(keep_last, older_than).await
     }
 
+    async fn prune(&self, what: Prunable, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        self.pg_prune(what, before, limit).await
+    }
+
     async fn pending_jobs(&self, repository: Option<&str>, limit: u32) -> StoreResult<Vec<Job>> {
         self.pg_pending_jobs(repository, limit).await
     }

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::filters::*;
@@ -60,6 +62,9 @@ impl SqliteStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
+            // So that retention can shrink the file (`sqlite_prune`); takes effect on a new
+            // database, an older one is converted by `migrate`.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             // Commits are synced by `WalSync`; checkpoints still sync (NORMAL does that).
             .synchronous(SqliteSynchronous::Normal)
@@ -206,6 +211,7 @@ impl Store for SqliteStore {
         // Through the pool: sqlx's migrator cannot run on a borrowed connection inside this
         // async trait (a lifetime limitation), and at start nothing else writes yet.
         MIGRATOR.run(&self.read).await?;
+        self.ensure_incremental_vacuum().await?;
         self.durable().await
     }
 
@@ -556,6 +562,14 @@ impl Store for SqliteStore {
         older_than: DateTime<Utc>,
     ) -> StoreResult<u64> {
         self.sql_prune_live_events(keep_last, older_than).await
+    }
+
+    async fn prune(&self, what: Prunable, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        self.sql_prune(what, before, limit).await
+    }
+
+    async fn reclaim_space(&self, max_pages: u32) -> StoreResult<Reclaimed> {
+        self.sql_reclaim_space(max_pages).await
     }
 
     async fn pending_jobs(&self, repository: Option<&str>, limit: u32) -> StoreResult<Vec<Job>> {

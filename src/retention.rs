@@ -1,0 +1,253 @@
+//! Retention: the history kept in the database is bounded in time.
+//!
+//! Every [`PASS_INTERVAL`] (first [`FIRST_PASS_AFTER`] start) the serving daemon deletes what
+//! `database.retention` and `database.forged_retention` say is old enough (processed
+//! deliveries and their payloads, completed jobs and runs, removed runners; see
+//! [`Prunable`]), and `DELETE /api/webhooks/cleanup` does the same on demand ([`prune`]).
+//! Nothing that is still needed is deleted, however old: a delivery the processor has not
+//! processed, a job not completed, a runner not removed.
+//!
+//! Deleting is off the webhook's hot path: [`BATCH_ROWS`] rows per transaction, with a pause
+//! between transactions, so that the group commits of the ingest writer (which share SQLite's
+//! one write connection) wait a few milliseconds at most behind a batch. On SQLite the freed
+//! pages are then given back to the filesystem the same way, a few MiB per step.
+//!
+//! Standbys never get here (they serve nothing until they hold the database). In a fleet
+//! (DESIGN §9, issue #17) this becomes the leader's job; two instances pruning at once would
+//! only share the work (each batch takes rows the other has not locked).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DatabaseConfig};
+use crate::store::{Prunable, Store, StoreResult};
+
+/// Rows deleted per transaction: a batch of deliveries holds SQLite's write connection for a
+/// few milliseconds (payloads and four indexes included).
+pub const BATCH_ROWS: u32 = 500;
+/// Pause between two transactions, so that waiting writers (webhook acknowledgements) go first
+/// and pruning takes a bounded share of the disk.
+const BATCH_PAUSE: Duration = Duration::from_millis(20);
+/// Free pages given back per step (4 MiB with SQLite's 4 KiB pages).
+const RECLAIM_PAGES_PER_STEP: u32 = 1024;
+/// The first pass after start: once start-up (queue restore, reconcile, catch-up) is done.
+const FIRST_PASS_AFTER: Duration = Duration::from_secs(60);
+/// Between passes. Rows are kept at most this much longer than the retention says.
+const PASS_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Before when each kind of row is old enough to go; `None` keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Genuine deliveries, jobs, runs and runners.
+    pub history: Option<DateTime<Utc>>,
+    /// Deliveries whose signature failed.
+    pub forged: Option<DateTime<Utc>>,
+}
+
+impl Cutoffs {
+    /// What the configuration keeps, as of `now`. A forged delivery is a delivery too: it goes
+    /// at the earlier of its two retentions.
+    pub fn from_config(database: &DatabaseConfig, now: DateTime<Utc>) -> Cutoffs {
+        let history = ago(now, database.retention);
+        let forged = history.max(ago(now, database.forged_retention));
+        Cutoffs { history, forged }
+    }
+
+    /// Everything received, completed or removed before `before`.
+    pub fn before(before: DateTime<Utc>) -> Cutoffs {
+        Cutoffs {
+            history: Some(before),
+            forged: Some(before),
+        }
+    }
+
+    fn of(&self, what: Prunable) -> Option<DateTime<Utc>> {
+        match what {
+            Prunable::ForgedDeliveries => self.forged,
+            _ => self.history,
+        }
+    }
+}
+
+/// `now - keep`; `None` for `0s` (keep everything) or a duration past the calendar.
+pub fn ago(now: DateTime<Utc>, keep: Duration) -> Option<DateTime<Utc>> {
+    if keep.is_zero() {
+        return None;
+    }
+    TimeDelta::from_std(keep)
+        .ok()
+        .and_then(|keep| now.checked_sub_signed(keep))
+}
+
+/// What one pass deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    pub deliveries: u64,
+    pub forged_deliveries: u64,
+    pub jobs: u64,
+    pub runs: u64,
+    pub runners: u64,
+    /// Bytes given back to the filesystem (SQLite; the file shrinks at the next checkpoint).
+    pub reclaimed_bytes: u64,
+    /// False when shutdown stopped the pass before it was done (the next one continues).
+    pub complete: bool,
+}
+
+impl PruneReport {
+    fn add(&mut self, what: Prunable, rows: u64) {
+        *match what {
+            Prunable::Deliveries => &mut self.deliveries,
+            Prunable::ForgedDeliveries => &mut self.forged_deliveries,
+            Prunable::Jobs => &mut self.jobs,
+            Prunable::Runs => &mut self.runs,
+            Prunable::Runners => &mut self.runners,
+        } += rows;
+    }
+
+    /// Rows deleted, all kinds together.
+    pub fn rows(&self) -> u64 {
+        self.deliveries + self.forged_deliveries + self.jobs + self.runs + self.runners
+    }
+}
+
+/// Deletes everything older than its cutoff, [`BATCH_ROWS`] rows per transaction, then gives
+/// the freed space back. Stops between two transactions once `stop` is cancelled.
+pub async fn prune(
+    store: &dyn Store,
+    cutoffs: &Cutoffs,
+    stop: &CancellationToken,
+) -> StoreResult<PruneReport> {
+    let mut report = PruneReport::default();
+    for what in Prunable::ALL {
+        let Some(before) = cutoffs.of(what) else {
+            continue;
+        };
+        loop {
+            if stop.is_cancelled() {
+                return Ok(report);
+            }
+            let rows = store.prune(what, before, BATCH_ROWS).await?;
+            report.add(what, rows);
+            metrics::counter!(crate::metrics::RETENTION_ROWS_PRUNED_TOTAL, "kind" => what.as_str())
+                .increment(rows);
+            if rows < u64::from(BATCH_ROWS) {
+                break;
+            }
+            pause(stop).await;
+        }
+    }
+    loop {
+        if stop.is_cancelled() {
+            return Ok(report);
+        }
+        let step = store.reclaim_space(RECLAIM_PAGES_PER_STEP).await?;
+        report.reclaimed_bytes += step.bytes;
+        metrics::counter!(crate::metrics::RETENTION_RECLAIMED_BYTES_TOTAL).increment(step.bytes);
+        if step.bytes == 0 || step.left == 0 {
+            break;
+        }
+        pause(stop).await;
+    }
+    report.complete = true;
+    Ok(report)
+}
+
+async fn pause(stop: &CancellationToken) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(BATCH_PAUSE) => {}
+    }
+}
+
+/// The periodic passes, until `shutdown`. The retention keys are read at each pass, so a
+/// reload applies from the next one.
+pub async fn run(
+    store: Arc<dyn Store>,
+    config: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) {
+    let mut next = tokio::time::Instant::now() + FIRST_PASS_AFTER;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        next = tokio::time::Instant::now() + PASS_INTERVAL;
+        let cutoffs = Cutoffs::from_config(&config.borrow().database, Utc::now());
+        if cutoffs == Cutoffs::default() {
+            continue; // both retentions are off
+        }
+        match prune(store.as_ref(), &cutoffs, &shutdown).await {
+            Ok(report) => {
+                metrics::counter!(crate::metrics::RETENTION_PASSES_TOTAL, "result" => "success")
+                    .increment(1);
+                if report.rows() > 0 {
+                    tracing::info!(
+                        deliveries = report.deliveries,
+                        forged_deliveries = report.forged_deliveries,
+                        jobs = report.jobs,
+                        runs = report.runs,
+                        runners = report.runners,
+                        reclaimed_bytes = report.reclaimed_bytes,
+                        "retention: deleted rows past database.retention"
+                    );
+                }
+            }
+            Err(error) => {
+                metrics::counter!(crate::metrics::RETENTION_PASSES_TOTAL, "result" => "failure")
+                    .increment(1);
+                tracing::warn!(%error, "retention pass failed; the next pass tries again");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(retention: u64, forged: u64) -> DatabaseConfig {
+        DatabaseConfig {
+            retention: Duration::from_secs(retention * 86_400),
+            forged_retention: Duration::from_secs(forged * 86_400),
+            ..DatabaseConfig::default()
+        }
+    }
+
+    #[test]
+    fn forged_deliveries_go_at_the_earlier_of_their_two_retentions() {
+        let now = Utc::now();
+        let days = |n| Some(now - TimeDelta::days(n));
+        let cutoffs = Cutoffs::from_config(&database(30, 7), now);
+        assert_eq!(cutoffs.history, days(30));
+        assert_eq!(cutoffs.forged, days(7));
+        let cutoffs = Cutoffs::from_config(&database(3, 7), now);
+        assert_eq!(cutoffs.forged, days(3), "a forged delivery is a delivery");
+        let cutoffs = Cutoffs::from_config(&database(0, 7), now);
+        assert_eq!((cutoffs.history, cutoffs.forged), (None, days(7)));
+        let cutoffs = Cutoffs::from_config(&database(30, 0), now);
+        assert_eq!(cutoffs.forged, days(30));
+        assert_eq!(
+            Cutoffs::from_config(&database(0, 0), now),
+            Cutoffs::default()
+        );
+    }
+
+    #[test]
+    fn every_kind_has_its_metric_series() {
+        assert_eq!(
+            Prunable::ALL.map(Prunable::as_str),
+            crate::metrics::RETENTION_KINDS
+        );
+    }
+
+    #[test]
+    fn a_retention_past_the_calendar_keeps_everything() {
+        assert_eq!(ago(Utc::now(), Duration::from_secs(u64::MAX)), None);
+    }
+}
