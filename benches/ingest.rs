@@ -1,7 +1,7 @@
 //! Webhook ingest load: signed ~7 KB `workflow_job` deliveries over loopback, durable acks.
 //!
 //! `cargo bench --bench ingest` (options: `-- --seconds N --steady-seconds N --connections N
-//! --rate N --random-guids --slow-timeline --postgres SERVER_URL`; with `--postgres` the daemon
+//! --rate N --random-guids --slow-timeline --prune --postgres SERVER_URL`; with `--postgres` the daemon
 //! runs on a fresh database made on that server and dropped after). Delivery GUIDs are time-based UUIDs like
 //! GitHub's, so they arrive nearly in index order; `--random-guids` uses random (v4) ones
 //! instead, the worst case for the unique index (every insert lands on a different page).
@@ -9,7 +9,9 @@
 //! sends a steady open-loop rate for `--steady-seconds` (default: the same) after
 //! [`STEADY_WARMUP`] at that rate that is not counted, and reports latency at that rate;
 //! `--slow-timeline` also prints when the slow (> 5 ms) acknowledgements of that phase
-//! happened, to tell a periodic stall (a checkpoint) from scattered ones (the disk's). The daemon runs in its own runtime, configured as in
+//! happened, to tell a periodic stall (a checkpoint) from scattered ones (the disk's).
+//! `--prune` ages phase 1's deliveries by 10 days and has `DELETE /api/webhooks/cleanup`
+//! delete them during phase 2, to see what retention costs the acknowledgements. The daemon runs in its own runtime, configured as in
 //! production: every acknowledged delivery is on disk.
 
 use std::sync::Arc;
@@ -42,6 +44,8 @@ struct Args {
     rate: u64,
     random_guids: bool,
     slow_timeline: bool,
+    /// Delete phase 1's deliveries (aged first) through the cleanup endpoint during phase 2.
+    prune: bool,
     /// A PostgreSQL server to run on instead of SQLite (a fresh database is made there).
     postgres: Option<String>,
 }
@@ -54,6 +58,7 @@ fn args() -> Args {
         rate: 1000,
         random_guids: false,
         slow_timeline: false,
+        prune: false,
         postgres: None,
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -67,6 +72,7 @@ fn args() -> Args {
             "--rate" => a.rate = value().expect("--rate N"),
             "--random-guids" => a.random_guids = true,
             "--slow-timeline" => a.slow_timeline = true,
+            "--prune" => a.prune = true,
             "--postgres" => {
                 a.postgres = Some(argv.get(i + 1).expect("--postgres SERVER_URL").clone())
             }
@@ -240,13 +246,53 @@ fn main() {
             "backlog of phase 1 processed {:.1} s after it ended",
             drained.as_secs_f64()
         );
+        let cleanup = if args.prune {
+            age_deliveries(&database_url).await;
+            Some(tokio::spawn(cleanup_request(addr)))
+        } else {
+            None
+        };
         steady(addr, &bodies, &args).await;
+        if let Some(cleanup) = cleanup {
+            let (elapsed, answer) = cleanup.await.unwrap();
+            println!(
+                "cleanup during phase 2: {:.1} s, {answer}",
+                elapsed.as_secs_f64()
+            );
+        }
     });
     shutdown.cancel();
     server_rt.block_on(server).unwrap().unwrap();
     if let Some(db) = postgres {
         db.drop_now();
     }
+}
+
+/// Makes every stored delivery 10 days old, from outside the daemon, as time would.
+async fn age_deliveries(database_url: &str) {
+    use sqlx::Connection;
+    let old = chrono::Utc::now() - chrono::TimeDelta::days(10);
+    let sql = "UPDATE webhook_events SET received_at = $1";
+    if database_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query(sql).bind(old).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query(sql).bind(old).execute(&mut conn).await.unwrap();
+    }
+}
+
+/// `DELETE /api/webhooks/cleanup?older_than=7d`: how long it took and its answer.
+async fn cleanup_request(addr: std::net::SocketAddr) -> (Duration, String) {
+    let mut sender = connect(addr).await;
+    let request = hyper::Request::delete("/api/webhooks/cleanup?older_than=7d")
+        .header("Host", "127.0.0.1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let start = Instant::now();
+    let response = sender.send_request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (start.elapsed(), String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A database of its own on the `--postgres` server for one run, dropped after it.

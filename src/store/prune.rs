@@ -3,14 +3,12 @@
 //! batching are `crate::retention`'s.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
 
 /// A kind of row that retention deletes once it is older than a cutoff, and only once nothing
 /// needs it any more: a delivery the processor has not processed yet (its backlog, retries
 /// included), a job not completed, or a runner not removed (container and registration gone)
 /// is never deleted, however old.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Prunable {
     /// Genuine (signature-valid) deliveries received before the cutoff and processed, with
     /// their payloads.
