@@ -43,6 +43,8 @@ pub struct App {
     /// Cancelled when the daemon starts shutting down: the webhook and `/readyz` answer 503 from
     /// then on, while the listener stays open for `server.shutdown_grace`.
     pub shutdown: CancellationToken,
+    /// Hooks named by received deliveries, for redelivery.
+    pub hook_sightings: Arc<crate::hooks::sightings::HookSightings>,
     /// The address the main listener is bound to (the browser checks' "listen address", the
     /// watchdog's self-probe).
     pub local_addr: std::net::SocketAddr,
@@ -205,6 +207,16 @@ pub async fn run_with(
             ),
         );
     }
+    let hook_sightings = Arc::new(crate::hooks::sightings::HookSightings::default());
+    supervisor.spawn(
+        "redelivery",
+        crate::hooks::redelivery::run(
+            store.clone(),
+            hook_sightings.clone(),
+            config_updates.subscribe(),
+            background.clone(),
+        ),
+    );
     let scheduler = crate::scheduler::start(
         SchedulerDeps {
             store: store.clone(),
@@ -246,6 +258,7 @@ pub async fn run_with(
         bus,
         metrics,
         shutdown: shutdown.clone(),
+        hook_sightings,
         local_addr,
         body_budget,
         connections: crate::http::serve::connections::Connections::new(fd_limit::connection_limit(

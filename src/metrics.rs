@@ -84,6 +84,14 @@ pub const DOCKER_CALL_DURATION_SECONDS: &str = "docker_call_duration_seconds";
 pub const CATCH_UP_PASSES_TOTAL: &str = "runnerhub_catch_up_passes_total";
 /// Counter: `workflow_job` changes recorded by catch-up because their delivery never arrived.
 pub const CATCH_UP_DELIVERIES_TOTAL: &str = "runnerhub_catch_up_deliveries_total";
+/// Counter `{result}`: redelivery passes (`github.redeliver_interval`), `success` or `failure`.
+pub const REDELIVERY_PASSES_TOTAL: &str = "runnerhub_redelivery_passes_total";
+/// Counter `{event}`: failed deliveries runnerhub asked GitHub to redeliver (each ask).
+pub const REDELIVERY_REQUESTS_TOTAL: &str = "runnerhub_redelivery_requests_total";
+/// Counter `{event}`: asked-for deliveries that arrived in the audit log afterwards.
+pub const REDELIVERY_RECOVERED_TOTAL: &str = "runnerhub_redelivery_recovered_total";
+/// Counter `{event}`: failed deliveries given up (asked 5 times, or past GitHub's 3 days).
+pub const REDELIVERY_GIVEN_UP_TOTAL: &str = "runnerhub_redelivery_given_up_total";
 
 /// Counter `{kind}`: rows deleted by retention (`database.retention`, the cleanup endpoint);
 /// kind is one of [`RETENTION_KINDS`].
@@ -180,6 +188,10 @@ pub const ALL: &[&str] = &[
     RETENTION_ROWS_PRUNED_TOTAL,
     RETENTION_PASSES_TOTAL,
     RETENTION_RECLAIMED_BYTES_TOTAL,
+    REDELIVERY_PASSES_TOTAL,
+    REDELIVERY_REQUESTS_TOTAL,
+    REDELIVERY_RECOVERED_TOTAL,
+    REDELIVERY_GIVEN_UP_TOTAL,
     CONFIG_RELOADS_TOTAL,
     CONFIG_LAST_RELOAD_SUCCESSFUL,
     BUILD_INFO,
@@ -332,6 +344,22 @@ pub fn describe(config: &Config) {
         RETENTION_RECLAIMED_BYTES_TOTAL,
         "Bytes of the SQLite database given back to the filesystem after pruning"
     );
+    describe_counter!(
+        REDELIVERY_PASSES_TOTAL,
+        "Passes over the webhooks' recent deliveries at GitHub, by result"
+    );
+    describe_counter!(
+        REDELIVERY_REQUESTS_TOTAL,
+        "Failed deliveries runnerhub asked GitHub to redeliver, by event"
+    );
+    describe_counter!(
+        REDELIVERY_RECOVERED_TOTAL,
+        "Redeliveries asked for that arrived in the audit log, by event"
+    );
+    describe_counter!(
+        REDELIVERY_GIVEN_UP_TOTAL,
+        "Failed deliveries no longer asked for (5 asks, or past GitHub's 3 days), by event"
+    );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_gauge!(
         CONFIG_LAST_RELOAD_SUCCESSFUL,
@@ -359,12 +387,23 @@ pub fn describe(config: &Config) {
         metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(0);
         metrics::counter!(CATCH_UP_PASSES_TOTAL, "result" => result).increment(0);
         metrics::counter!(RETENTION_PASSES_TOTAL, "result" => result).increment(0);
+        metrics::counter!(REDELIVERY_PASSES_TOTAL, "result" => result).increment(0);
     }
     for kind in RETENTION_KINDS {
         metrics::counter!(RETENTION_ROWS_PRUNED_TOTAL, "kind" => kind).increment(0);
     }
     metrics::counter!(RETENTION_RECLAIMED_BYTES_TOTAL).increment(0);
     metrics::counter!(CATCH_UP_DELIVERIES_TOTAL).increment(0);
+    // Redelivery is for every event; the subscribed ones are there from the start.
+    for event in crate::github::HOOK_EVENTS {
+        for name in [
+            REDELIVERY_REQUESTS_TOTAL,
+            REDELIVERY_RECOVERED_TOTAL,
+            REDELIVERY_GIVEN_UP_TOTAL,
+        ] {
+            metrics::counter!(name, "event" => event).increment(0);
+        }
+    }
     metrics::gauge!(WEBSOCKET_CLIENTS).increment(0.0);
     metrics::gauge!(HTTP_CONNECTIONS).increment(0.0);
     metrics::counter!(HTTP_CONNECTIONS_SHED_TOTAL).increment(0);

@@ -4,6 +4,7 @@ pub mod body;
 mod browser;
 mod cleanup;
 mod dashboard;
+mod dead_letters;
 pub mod error;
 mod health;
 mod jobs;

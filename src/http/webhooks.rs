@@ -28,6 +28,10 @@ pub fn management_routes() -> Router<AppState> {
     Router::new()
         .route("/api/webhooks/events", get(list_events))
         .route("/api/webhooks/events/{id}", get(get_event))
+        .route(
+            "/api/webhooks/events/{id}/retry",
+            post(super::dead_letters::retry),
+        )
         .route("/api/webhooks/statistics", get(statistics))
         .route("/api/webhooks/health", get(health))
         .route("/api/webhooks/test", post(test_delivery))
@@ -90,6 +94,11 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     ) {
         Ok(delivery) => {
             crate::metrics::webhook_received();
+            if delivery.signature_valid {
+                state
+                    .hook_sightings
+                    .note(&headers, delivery.repository.as_deref());
+            }
             delivery
         }
         Err((rejection, attempt)) => return refuse(&state, rejection, attempt).await,
@@ -157,6 +166,8 @@ fn parse_query<T>(
 struct EventsQuery {
     repository: Option<String>,
     event: Option<String>,
+    /// `failed` lists the dead letters (see [`EventFilter::outcome`]).
+    outcome: Option<String>,
     #[serde(default)]
     limit: u32,
     #[serde(default)]
@@ -168,12 +179,13 @@ async fn list_events(
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let q = parse_query(query)?;
+    super::dead_letters::check_outcome(q.outcome.as_deref())?;
     let page = state
         .store
         .list_events(&EventFilter {
             repository: q.repository,
             event: q.event,
-            outcome: None,
+            outcome: q.outcome,
             limit: match q.limit {
                 0 => seed_views::DEFAULT_EVENTS_LIMIT,
                 limit => limit,
