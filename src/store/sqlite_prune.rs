@@ -4,8 +4,9 @@
 //! SQLite keeps the pages of deleted rows in the file (on its freelist, for reuse) unless the
 //! database uses auto-vacuum. So the store opens databases with `auto_vacuum = INCREMENTAL`
 //! (on a new file that takes effect at once) and retention then moves the free pages to the end
-//! and truncates them, 1 MiB per transaction ([`Store::reclaim_space`]): `FULL` auto-vacuum
-//! would do that inside every commit that frees a page, on the ingest path. A database created
+//! and truncates them, 1 MiB per transaction ([`Store::reclaim_space`]), beyond a reserve of
+//! [`FREE_PAGES_KEPT_PERCENT`] that new rows reuse: `FULL` auto-vacuum would give back every
+//! page inside the commit that frees it, on the ingest path. A database created
 //! before this setting existed needs one `VACUUM` to switch: [`SqliteStore::migrate`] runs it
 //! at start when the file is small enough to be quick ([`CONVERT_AT_START_MAX_BYTES`]); a
 //! larger one keeps working without shrinking (freed pages are reused, so it stops growing)
@@ -20,6 +21,14 @@ use super::{Prunable, Reclaimed, StoreResult};
 
 /// `PRAGMA auto_vacuum` of a database whose file can shrink step by step.
 const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+
+/// Free pages kept for reuse, as a share of the pages in use: an hourly pass frees about an
+/// hour's worth of deliveries (1/720 of a 30-day history), which the next hour fills again, so
+/// giving those back would shrink and regrow the file every hour; truncating the file frees
+/// disk blocks, which a filesystem mounted with `discard` answers with a 40-50 ms stall (see
+/// `sqlite_checkpoint`). Past this share (a burst pruned, the retention shortened, a cleanup),
+/// the rest is given back.
+const FREE_PAGES_KEPT_PERCENT: i64 = 10;
 
 /// The largest database converted to incremental auto-vacuum at start: the one `VACUUM`
 /// rewrites the whole file before the daemon serves (measured here: 5.1 s for 206 MiB, 1.3 s
@@ -119,13 +128,17 @@ impl SqliteStore {
         let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
             .fetch_one(&mut *conn)
             .await?;
-        let free_before: i64 = sqlx::query_scalar("PRAGMA freelist_count")
-            .fetch_one(&mut *conn)
-            .await?;
-        if free_before == 0 {
+        let (pages, free_before): (i64, i64) =
+            sqlx::query_as("SELECT * FROM pragma_page_count(), pragma_freelist_count()")
+                .fetch_one(&mut *conn)
+                .await?;
+        let kept = (pages - free_before) * FREE_PAGES_KEPT_PERCENT / 100;
+        let reclaimable = free_before - kept;
+        if reclaimable <= 0 {
             return Ok(Reclaimed::default());
         }
-        sqlx::query(&format!("PRAGMA incremental_vacuum({max_pages})"))
+        let step = reclaimable.min(i64::from(max_pages));
+        sqlx::query(&format!("PRAGMA incremental_vacuum({step})"))
             .execute(&mut *conn)
             .await?;
         let free_after: i64 = sqlx::query_scalar("PRAGMA freelist_count")
@@ -136,7 +149,7 @@ impl SqliteStore {
         let bytes = |pages: i64| (pages.max(0) * page_size) as u64;
         Ok(Reclaimed {
             bytes: bytes(free_before - free_after),
-            left: bytes(free_after),
+            left: bytes(free_after - kept),
         })
     }
 
