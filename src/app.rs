@@ -26,6 +26,8 @@ use database::{connect_store, maintain_store, migrate_store, take_database};
 
 /// How long in-flight requests get to finish once shutdown starts.
 const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections the dedicated metrics listener holds at once (`server.metrics_listen`).
+const METRICS_MAX_CONNECTIONS: usize = 32;
 /// How long background tasks get to flush once HTTP is closed.
 const TASK_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -288,13 +290,16 @@ pub async fn run_with(
     let server = tokio::spawn(server);
     if let Some(listener) = metrics_listener {
         tracing::info!(address = %listener.local_addr()?, "metrics listening");
-        let metrics = axum::serve(listener, crate::http::metrics_router(state.clone()))
-            .with_graceful_shutdown(close.clone().cancelled_owned());
-        supervisor.spawn("metrics listener", async move {
-            if let Err(error) = metrics.await {
-                tracing::error!(%error, "metrics listener failed");
-            }
-        });
+        // The same timeouts as the main listener, and a small bound of its own: scrapers
+        // are few, and its descriptors come out of the reserve.
+        let metrics = crate::http::serve::serve(
+            listener,
+            crate::http::metrics_router(state.clone()),
+            limits,
+            close.clone(),
+            crate::http::serve::connections::Connections::new(METRICS_MAX_CONNECTIONS),
+        );
+        supervisor.spawn("metrics listener", metrics);
     }
     if let Some(on_ready) = options.on_ready {
         on_ready(state.clone());

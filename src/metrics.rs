@@ -62,7 +62,7 @@ pub const JOB_WAIT_SECONDS: &str = "runnerhub_job_wait_seconds";
 pub const RUNNER_LAUNCH_FAILURES_TOTAL: &str = "runnerhub_runner_launch_failures_total";
 /// Gauge: connected WebSocket clients.
 pub const WEBSOCKET_CLIENTS: &str = "runnerhub_websocket_clients";
-/// Gauge: open connections on the main listener (WebSockets included).
+/// Gauge: open connections on the listeners (main and metrics; WebSockets included).
 pub const HTTP_CONNECTIONS: &str = "runnerhub_http_connections";
 /// Counter: idle connections closed to make room at `server.max_connections`.
 pub const HTTP_CONNECTIONS_SHED_TOTAL: &str = "runnerhub_http_connections_shed_total";
@@ -305,7 +305,7 @@ pub fn describe(config: &Config) {
     describe_gauge!(WEBSOCKET_CLIENTS, "Connected WebSocket clients");
     describe_gauge!(
         HTTP_CONNECTIONS,
-        "Open connections on the main listener, WebSockets included"
+        "Open connections on the listeners (main and metrics), WebSockets included"
     );
     describe_counter!(
         HTTP_CONNECTIONS_SHED_TOTAL,
