@@ -41,13 +41,13 @@ impl Daemon {
         Self::start_with_open_files(config, env, args, None)
     }
 
-    /// [`Daemon::start`] under an open-file limit of `nofile` (soft and hard, so the daemon
-    /// cannot raise it), as a unit without `LimitNOFILE=` would run it.
+    /// [`Daemon::start`] under an open-file limit of `nofile` = (soft, hard), as a unit
+    /// without `LimitNOFILE=` would run it.
     pub fn start_with_open_files(
         config: &str,
         env: &[(&str, &str)],
         args: &[&str],
-        nofile: Option<u64>,
+        nofile: Option<(u64, u64)>,
     ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("runnerhub.toml");
@@ -60,7 +60,9 @@ impl Daemon {
         let watchdog = env.contains(&("WATCHDOG_PID", "self"));
         let mut command = if watchdog || nofile.is_some() {
             // `exec` keeps the shell's PID, which is therefore known before the daemon runs.
-            let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+            let limit = nofile.map_or(String::new(), |(soft, hard)| {
+                format!("ulimit -Sn {soft} && ulimit -Hn {hard} && ")
+            });
             let pid = if watchdog { "WATCHDOG_PID=$$ " } else { "" };
             let mut c = Command::new("sh");
             c.args(["-c", &format!("{limit}{pid}exec \"$0\" \"$@\""), binary]);

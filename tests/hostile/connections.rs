@@ -13,8 +13,14 @@ use super::{SECRET_REAL, base, common::daemon::Daemon};
 /// longest-idle are shed to make room), and the rest are closed at the header timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_under_a_1024_file_limit_are_shed_and_time_out() {
-    // The attacker (this test) needs 1,100 descriptors of its own.
-    rlimit::increase_nofile_limit(4096).unwrap();
+    // The attacker (this test) needs 1,100 descriptors of its own (raising the hard limit
+    // too needs root, which CI is).
+    let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    if soft < 4096 {
+        rlimit::Resource::NOFILE
+            .set(4096, hard.max(4096))
+            .expect("an open-file limit of 4,096 for the test's own connections");
+    }
     let d = Daemon::start_with_open_files(
         &base(
             "header_timeout = \"3s\"",
@@ -22,7 +28,7 @@ async fn idle_connections_under_a_1024_file_limit_are_shed_and_time_out() {
         ),
         &[],
         &[],
-        Some(1024),
+        Some((1024, 1024)),
     );
     let limits = d.wait_for_log("connection limits", Duration::from_secs(10));
     assert!(limits.contains("max_connections=896"), "{limits}");
@@ -67,6 +73,29 @@ async fn idle_connections_under_a_1024_file_limit_are_shed_and_time_out() {
         !d.logs().contains("Too many open files"),
         "ran out of descriptors:\n{}",
         d.logs()
+    );
+}
+
+/// A soft limit below the hard one is raised at start, and the connection bound follows it.
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let d = Daemon::start_with_open_files(
+        &base("", "webhook_secrets = [\"x\"]"),
+        &[],
+        &[],
+        Some((1024, 4096)),
+    );
+    let limits = d.wait_for_log("connection limits", Duration::from_secs(10));
+    // 4,096 less an eighth kept for the database, Docker and GitHub.
+    assert!(limits.contains("max_connections=3584"), "{limits}");
+    let status = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert!(
+        line.split_whitespace().filter(|w| *w == "4096").count() == 2,
+        "{line}"
     );
 }
 
