@@ -115,7 +115,8 @@ async fn first_ws_message(addr: std::net::SocketAddr, origin: Option<&str>, quer
             .insert("Origin", origin.parse().unwrap());
     }
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+    // Generous: under a loaded machine (the Docker tests beside it) a snapshot can be slow.
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next())
         .await
         .unwrap()
         .unwrap()
