@@ -1,46 +1,39 @@
-//! The replay simulation: virtual time in milliseconds, no clock, no IO.
+//! The replay simulation: the daemon's own decision core ([`Core`]) driven in virtual time
+//! (milliseconds) against a model of GitHub and Docker. No clock, no IO.
 //!
-//! Launch decisions are the daemon's own: its priority queue ([`JobQueue`], aging included) and
-//! its planner ([`plan_launches`]: demand per pool, capacity per pool and host, warm pools).
-//! What GitHub does is modelled by its rules (DESIGN §1): any idle runner whose labels contain
-//! all of a job's labels takes the oldest such job; a runner takes one job and is removed when
-//! it ends (ephemeral, JIT). A runner needs `boot` from launch to online; an idle runner past its
-//! pool's `idle_timeout` is removed, as the daemon does.
+//! Every decision is the core's, exactly as in the daemon: its queue (aging included), its
+//! planner (demand per pool, pool and host capacity, warm pools), pre-warming, idle and
+//! bootstrap timeouts, teardowns, polls and reconciliations, each at the core's own next
+//! deadline. What the outside world does is modelled here by its rules (DESIGN §1): a launch
+//! registers a runner and starts its container at once; the runner is online `boot` later and
+//! the core learns it at its next poll; any idle online runner whose labels contain all of a
+//! job's labels takes the oldest such job; a runner takes one job and its container exits
+//! when the job ends (ephemeral, JIT).
 //!
 //! The simulation runs until every job that can be served has run (the queue drains), not only
 //! up to the last recorded event.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::config::{Config, Registration};
-use crate::domain::{JobId, LabelSet, Runner, RunnerState};
-use crate::scheduler::plan::{Launch, PoolLimits, plan_launches};
-use crate::scheduler::queue::{JobQueue, QueuedJob};
+use crate::config::Config;
+use crate::docker::ManagedContainer;
+use crate::domain::{Job, JobId, JobStatus, LabelSet, Runner, RunnerId, RunnerState};
+use crate::github::{RegisteredRunner, RunnerScope};
+use crate::scheduler::core::outcomes::{Launched, Teardown};
+use crate::scheduler::core::{Core, Effect, Input, RunnerIds};
 
 use super::workload::{Fate, ReplayJob};
 
-/// A pool as the simulation needs it.
-#[derive(Debug, Clone)]
-pub struct SimPool {
-    pub name: String,
-    /// The pool's labels as configured (warm runners register with them).
-    pub labels: Vec<String>,
-    pub max_runners: usize,
-    pub min_idle: usize,
-    pub idle_timeout_ms: i64,
-    pub can_warm: bool,
-}
-
-/// Everything the simulation is configured with.
+/// Everything the simulation is configured with: the daemon's configuration (pools, limits,
+/// rules, registration) and the boot time of a runner.
 #[derive(Debug, Clone)]
 pub struct SimSettings {
-    pub pools: Vec<SimPool>,
-    pub host_max_runners: usize,
+    pub config: Config,
     pub boot_ms: i64,
-    pub aging_per_minute: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +52,6 @@ pub enum SettingsError {
 
 impl SimSettings {
     pub fn from_config(config: &Config, boot: std::time::Duration) -> Result<Self, SettingsError> {
-        let mut pools = Vec::new();
         for (index, p) in config.pools.iter().enumerate() {
             if p.bootstrap_timeout < boot {
                 return Err(SettingsError::BootOutlastsBootstrap {
@@ -69,26 +61,10 @@ impl SimSettings {
                     boot: humantime::format_duration(boot).to_string(),
                 });
             }
-            // The daemon's rule (`warm_scope`): warm runners need an organization, or the
-            // pool's repository, to register at.
-            let can_warm = match config.github.registration {
-                Registration::Organization => config.github.organization.is_some(),
-                Registration::Repository => p.repository.is_some(),
-            };
-            pools.push(SimPool {
-                name: p.name.clone(),
-                labels: p.labels.clone(),
-                max_runners: p.max_runners as usize,
-                min_idle: p.min_idle as usize,
-                idle_timeout_ms: p.idle_timeout.as_millis() as i64,
-                can_warm,
-            });
         }
         Ok(SimSettings {
-            pools,
-            host_max_runners: config.limits.max_runners as usize,
+            config: config.clone(),
             boot_ms: boot.as_millis() as i64,
-            aging_per_minute: config.priority.aging_per_minute,
         })
     }
 }
@@ -125,18 +101,18 @@ pub struct PoolSample {
 pub struct SimOutcome {
     pub jobs: Vec<JobResult>,
     pub runners: Vec<RunnerLife>,
-    /// `(time ms, per pool in settings order)`, one entry per instant something changed.
+    /// `(time ms, per pool in configuration order)`, one entry per instant something changed.
     pub timeline: Vec<(i64, Vec<PoolSample>)>,
     pub start_ms: i64,
     pub end_ms: i64,
 }
 
-/// Events in time order; at one instant, ends first (they free slots), then arrivals.
+/// What the model of the outside world does at a given time; at one instant, ends first
+/// (they free slots), then arrivals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Event {
+enum Happening {
     JobEnds { runner: usize },
     RunnerOnline { runner: usize },
-    IdleCheck { runner: usize },
     JobCancelled { job: usize },
     JobArrives { job: usize },
 }
@@ -144,115 +120,135 @@ enum Event {
 /// Queued jobs as (created ms, index), oldest first.
 type JobsByAge = BTreeSet<(i64, usize)>;
 
-struct SimRunner {
+/// A runner as GitHub and Docker see it.
+struct OutsideRunner {
     record: Runner,
     labels: LabelSet,
-    pool_index: usize,
+    github_id: i64,
+    registered: bool,
+    online: bool,
+    busy_with: Option<usize>,
+    container_running: bool,
+    container_exists: bool,
+    launched_ms: i64,
     idle_since_ms: Option<i64>,
 }
 
+/// Runner ids in replay: a counter, so that runs repeat exactly.
+struct Counter(usize);
+
+impl RunnerIds for Counter {
+    fn next_runner_id(&mut self) -> RunnerId {
+        self.0 += 1;
+        format!("replay-{}", self.0)
+    }
+}
+
 struct Simulation<'a> {
-    settings: &'a SimSettings,
-    limits: Vec<PoolLimits>,
+    boot_ms: i64,
     jobs: &'a [ReplayJob],
-    pool_index: HashMap<&'a str, usize>,
-    queue: JobQueue,
-    /// Queued jobs by label set, oldest first: GitHub's assignment looks at the label sets a
-    /// runner's labels contain and takes the oldest head among them.
-    by_labels: HashMap<Vec<String>, (LabelSet, JobsByAge)>,
-    runners: Vec<SimRunner>,
-    /// The daemon's view for the planner: runners holding a slot, by id.
-    live: HashMap<String, Runner>,
-    events: BinaryHeap<Reverse<(i64, Event)>>,
+    core: Core,
+    ids: Counter,
+    instance: String,
+    now: i64,
+    happenings: BinaryHeap<Reverse<(i64, Happening)>>,
+    inputs: VecDeque<Input>,
+    /// GitHub's queue by registration scope and label set, oldest first: its assignment looks
+    /// at the label sets of the runner's scope that its labels contain, and takes the oldest
+    /// head among them.
+    by_labels: HashMap<(String, Vec<String>), (LabelSet, JobsByAge)>,
+    /// Where runners for a job register (`registration`): a runner at a repository is handed
+    /// that repository's jobs only; at an organization, any of its repositories'.
+    organization: Option<String>,
+    outside: Vec<OutsideRunner>,
+    by_id: HashMap<RunnerId, usize>,
+    /// Idle online runners as (idle since ms, index), longest idle first.
+    idle: BTreeSet<(i64, usize)>,
     results: Vec<Option<JobResult>>,
     lives: Vec<RunnerLife>,
     timeline: Vec<(i64, Vec<PoolSample>)>,
     unresolved: usize,
     /// Runners running a job: the simulation goes on until they end (runner-minutes).
     busy: usize,
-    /// Idle runners as (idle since ms, index), longest idle first.
-    idle: BTreeSet<(i64, usize)>,
-    /// Runners holding a slot, per pool (settings order).
-    pool_held: Vec<usize>,
 }
 
-/// Runs `jobs` (oldest first) through the daemon's decisions under `settings`.
+/// Runs `jobs` (oldest first) through the daemon's decision core under `settings`.
 pub fn simulate(settings: &SimSettings, jobs: &[ReplayJob]) -> SimOutcome {
+    let config = Arc::new(settings.config.clone());
+    let start_ms = jobs.first().map_or(0, |j| j.created_ms);
     let mut sim = Simulation {
-        settings,
-        limits: settings
-            .pools
-            .iter()
-            .map(|p| PoolLimits {
-                name: p.name.clone(),
-                max_runners: p.max_runners,
-                min_idle: p.min_idle,
-                can_warm: p.can_warm,
-                backing_off: false,
-            })
-            .collect(),
+        boot_ms: settings.boot_ms,
         jobs,
-        pool_index: settings
-            .pools
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.as_str(), i))
-            .collect(),
-        queue: JobQueue::default(),
+        instance: config.server.instance_id.clone(),
+        core: Core::new(config.clone()),
+        ids: Counter(0),
+        now: start_ms,
+        happenings: BinaryHeap::new(),
+        inputs: VecDeque::new(),
         by_labels: HashMap::new(),
-        runners: Vec::new(),
-        live: HashMap::new(),
-        events: BinaryHeap::new(),
+        organization: match config.github.registration {
+            crate::config::Registration::Organization => config.github.organization.clone(),
+            crate::config::Registration::Repository => None,
+        },
+        outside: Vec::new(),
+        by_id: HashMap::new(),
+        idle: BTreeSet::new(),
         results: vec![None; jobs.len()],
         lives: Vec::new(),
         timeline: Vec::new(),
         unresolved: 0,
         busy: 0,
-        idle: BTreeSet::new(),
-        pool_held: vec![0; settings.pools.len()],
     };
     for (index, job) in jobs.iter().enumerate() {
-        if !sim.pool_index.contains_key(job.pool.as_str()) {
+        if config.pool(&job.pool).is_none() {
             continue;
         }
         sim.unresolved += 1;
-        sim.push(job.created_ms, Event::JobArrives { job: index });
+        sim.at(job.created_ms, Happening::JobArrives { job: index });
         if let Fate::CancelledWhileQueued { at_ms } = job.fate {
-            sim.push(
+            sim.at(
                 at_ms.max(job.created_ms),
-                Event::JobCancelled { job: index },
+                Happening::JobCancelled { job: index },
             );
         }
     }
-    let start_ms = jobs.first().map_or(0, |j| j.created_ms);
-    let mut now = start_ms;
-    // Warm pools exist from the start, as in a daemon that was already running.
-    sim.plan(now);
-    let mut last_progress = (now, sim.unresolved);
+    // A daemon that was already running: warm pools exist from the start.
+    sim.inputs.push_back(Input::Restored {
+        jobs: Vec::new(),
+        runners: Vec::new(),
+    });
+    sim.settle();
+    let mut last_progress = (sim.now, sim.unresolved);
     while sim.unresolved > 0 || sim.busy > 0 {
-        let Some(Reverse((at, _))) = sim.events.peek().copied() else {
+        let next_happening = sim.happenings.peek().map(|Reverse((at, _))| *at);
+        let deadline = sim
+            .core
+            .next_deadline(time(sim.now))
+            .map(|at| at.timestamp_millis());
+        let Some(at) = [next_happening, deadline].into_iter().flatten().min() else {
             break;
         };
         // Warm runners cycle forever (idle timeout, refill); a queue that no runner has
         // served for a week of virtual time never will.
         if sim.unresolved != last_progress.1 {
-            last_progress = (now, sim.unresolved);
+            last_progress = (sim.now, sim.unresolved);
         } else if at - last_progress.0 > STALL_LIMIT_MS && sim.no_pending_arrivals() {
             break;
         }
-        now = at;
-        while let Some(Reverse((at, event))) = sim.events.peek().copied() {
-            if at != now {
+        sim.now = at.max(sim.now);
+        while let Some(Reverse((at, happening))) = sim.happenings.peek().copied() {
+            if at > sim.now {
                 break;
             }
-            sim.events.pop();
-            sim.handle(now, event);
+            sim.happenings.pop();
+            sim.happen(happening);
         }
-        sim.assign(now);
-        sim.plan(now);
-        sim.sample(now);
+        if deadline.is_some_and(|d| d <= sim.now) {
+            sim.inputs.push_back(Input::Tick);
+        }
+        sim.settle();
     }
-    sim.finish(start_ms, now)
+    sim.finish(start_ms)
 }
 
 /// Virtual time with no job resolved after which the simulation gives up on the rest.
@@ -261,63 +257,217 @@ const STALL_LIMIT_MS: i64 = 7 * 24 * 3_600_000;
 impl<'a> Simulation<'a> {
     fn no_pending_arrivals(&self) -> bool {
         !self
-            .events
+            .happenings
             .iter()
-            .any(|Reverse((_, e))| matches!(e, Event::JobArrives { .. }))
+            .any(|Reverse((_, h))| matches!(h, Happening::JobArrives { .. }))
     }
 
-    fn push(&mut self, at: i64, event: Event) {
-        self.events.push(Reverse((at, event)));
+    fn at(&mut self, at: i64, happening: Happening) {
+        self.happenings.push(Reverse((at, happening)));
     }
 
-    fn handle(&mut self, now: i64, event: Event) {
-        match event {
-            Event::JobArrives { job } => self.enqueue(job),
-            Event::JobCancelled { job } => {
+    /// Feeds the core until nothing more happens at this instant, then lets GitHub assign.
+    fn settle(&mut self) {
+        loop {
+            while let Some(input) = self.inputs.pop_front() {
+                let effects = self.core.handle(input, time(self.now), &mut self.ids);
+                for effect in effects {
+                    self.carry_out(effect);
+                }
+            }
+            self.assign();
+            if self.inputs.is_empty() {
+                break;
+            }
+        }
+        self.sample();
+    }
+
+    fn happen(&mut self, happening: Happening) {
+        match happening {
+            Happening::JobArrives { job } => {
+                self.enqueue(job);
+                let record = job_record(&self.jobs[job], JobStatus::Queued, None, self.now);
+                self.inputs.push_back(Input::Job(Box::new(record)));
+            }
+            Happening::JobCancelled { job } => {
                 if self.dequeue(job) {
                     self.resolve(job, None, true);
+                    let record = job_record(&self.jobs[job], JobStatus::Completed, None, self.now);
+                    self.inputs.push_back(Input::Job(Box::new(record)));
                 }
             }
-            Event::RunnerOnline { runner } => {
-                let r = &mut self.runners[runner];
-                if r.record.state == RunnerState::Creating {
-                    r.record.advance(RunnerState::Idle, time(now));
-                    r.idle_since_ms = Some(now);
-                    self.idle.insert((now, runner));
-                    let timeout = self.settings.pools[r.pool_index].idle_timeout_ms;
-                    self.live.insert(r.record.id.clone(), r.record.clone());
-                    self.push(now + timeout, Event::IdleCheck { runner });
+            Happening::RunnerOnline { runner } => {
+                let r = &mut self.outside[runner];
+                if r.registered && r.container_running && !r.online {
+                    r.online = true;
+                    r.idle_since_ms = Some(self.now);
+                    self.idle.insert((self.now, runner));
                 }
             }
-            Event::IdleCheck { runner } => {
-                let r = &self.runners[runner];
-                let timeout = self.settings.pools[r.pool_index].idle_timeout_ms;
-                let expired = r.record.state == RunnerState::Idle
-                    && r.idle_since_ms.is_some_and(|since| now - since >= timeout);
-                if expired {
-                    self.remove_runner(runner, now);
-                }
-            }
-            Event::JobEnds { runner } => {
+            Happening::JobEnds { runner } => {
                 self.busy -= 1;
-                self.remove_runner(runner, now);
+                let now = self.now;
+                let r = &mut self.outside[runner];
+                let job = r.busy_with.take();
+                // Ephemeral: GitHub drops the registration, the runner process exits.
+                r.registered = false;
+                r.online = false;
+                r.container_running = false;
+                let (name, id) = (r.record.name.clone(), r.record.id.clone());
+                if let Some(job) = job
+                    && matches!(self.jobs[job].fate, Fate::Runs { .. })
+                {
+                    let record = job_record(&self.jobs[job], JobStatus::Completed, Some(name), now);
+                    self.inputs.push_back(Input::Job(Box::new(record)));
+                }
+                self.inputs.push_back(Input::ContainerExited {
+                    runner_id: id,
+                    exit_code: Some(0),
+                    oom: false,
+                });
             }
         }
     }
 
+    fn carry_out(&mut self, effect: Effect) {
+        match effect {
+            Effect::Launch(runner) => self.launch(runner),
+            Effect::SaveRunner(runner) => {
+                if runner.state == RunnerState::Removed
+                    && let Some(&index) = self.by_id.get(&runner.id)
+                {
+                    self.lives.push(RunnerLife {
+                        pool: runner.pool.clone(),
+                        launched_ms: self.outside[index].launched_ms,
+                        removed_ms: self.now,
+                    });
+                }
+            }
+            Effect::Teardown { runner_id, .. } => {
+                let outcome = match self.by_id.get(&runner_id).copied() {
+                    Some(index) if self.outside[index].busy_with.is_some() => Teardown::Busy,
+                    Some(index) => {
+                        self.unregister(index);
+                        let r = &mut self.outside[index];
+                        r.container_running = false;
+                        r.container_exists = false;
+                        Teardown::Done
+                    }
+                    None => Teardown::Done,
+                };
+                self.inputs
+                    .push_back(Input::TornDown { runner_id, outcome });
+            }
+            Effect::ListContainers => {
+                let listed = self
+                    .outside
+                    .iter()
+                    .filter(|r| r.container_exists)
+                    .map(|r| ManagedContainer {
+                        id: r.record.id.clone(),
+                        name: r.record.name.clone(),
+                        pool: Some(r.record.pool.clone()),
+                        runner_id: Some(r.record.id.clone()),
+                        instance: Some(self.instance.clone()),
+                        running: r.container_running,
+                        exit_code: (!r.container_running).then_some(0),
+                        created: None,
+                    })
+                    .collect();
+                self.inputs.push_back(Input::Containers(Ok(listed)));
+            }
+            Effect::ListGithubRunners { scopes, full } => {
+                let observed = scopes
+                    .into_iter()
+                    .map(|scope| {
+                        let listed = self.registered_at(&scope);
+                        (scope, Ok(listed))
+                    })
+                    .collect();
+                self.inputs
+                    .push_back(Input::GithubRunners { full, observed });
+            }
+            // Nothing is ever orphaned here; metrics are the report's business.
+            Effect::RemoveContainer { .. }
+            | Effect::RemoveRegistration { .. }
+            | Effect::JobWaited { .. }
+            | Effect::RunnerOnline { .. }
+            | Effect::LaunchFailed { .. } => {}
+        }
+    }
+
+    fn registered_at(&self, scope: &RunnerScope) -> Vec<RegisteredRunner> {
+        let path = scope.api_path();
+        self.outside
+            .iter()
+            .filter(|r| r.registered && r.record.scope == path)
+            .map(|r| RegisteredRunner {
+                id: r.github_id,
+                name: r.record.name.clone(),
+                status: if r.online { "online" } else { "offline" }.into(),
+                busy: r.busy_with.is_some(),
+                labels: r.record.labels.clone(),
+            })
+            .collect()
+    }
+
+    /// A launch always works here: registered, container running, online `boot` later.
+    fn launch(&mut self, runner: Runner) {
+        let index = self.outside.len();
+        self.by_id.insert(runner.id.clone(), index);
+        self.outside.push(OutsideRunner {
+            labels: LabelSet::new(&runner.labels),
+            github_id: index as i64 + 1,
+            registered: true,
+            online: false,
+            busy_with: None,
+            container_running: true,
+            container_exists: true,
+            launched_ms: self.now,
+            idle_since_ms: None,
+            record: runner.clone(),
+        });
+        self.at(
+            self.now + self.boot_ms,
+            Happening::RunnerOnline { runner: index },
+        );
+        self.inputs.push_back(Input::Launched {
+            runner_id: runner.id,
+            result: Ok(Launched {
+                github_runner_id: index as i64 + 1,
+                container_id: format!("container-{index}"),
+            }),
+        });
+    }
+
+    fn unregister(&mut self, index: usize) {
+        let r = &mut self.outside[index];
+        r.registered = false;
+        r.online = false;
+        if let Some(since) = r.idle_since_ms.take() {
+            self.idle.remove(&(since, index));
+        }
+    }
+
+    /// The scope a job's runners register at, which GitHub's assignment is confined to.
+    fn scope_of(&self, job: &ReplayJob) -> String {
+        match &self.organization {
+            Some(org) => format!("orgs/{org}"),
+            None => format!("repos/{}", job.repository),
+        }
+    }
+
+    fn queue_key(&self, job: &ReplayJob) -> (String, Vec<String>) {
+        (
+            self.scope_of(job),
+            job.labels.iter().map(str::to_owned).collect(),
+        )
+    }
+
     fn enqueue(&mut self, index: usize) {
         let job = &self.jobs[index];
-        let queued = QueuedJob::new(
-            job.id,
-            &job.pool,
-            &job.repository,
-            job.raw_labels.clone(),
-            job.priority,
-            time(job.created_ms),
-            self.settings.aging_per_minute,
-        );
-        self.queue.insert(queued);
-        let key: Vec<String> = job.labels.iter().map(str::to_owned).collect();
+        let key = self.queue_key(job);
         self.by_labels
             .entry(key)
             .or_insert_with(|| (job.labels.clone(), BTreeSet::new()))
@@ -325,20 +475,18 @@ impl<'a> Simulation<'a> {
             .insert((job.created_ms, index));
     }
 
-    /// Removes a job from the queue; false when it was not queued (already taken).
+    /// Removes a job from GitHub's queue; false when it was not queued (already taken).
     fn dequeue(&mut self, index: usize) -> bool {
         let job = &self.jobs[index];
-        if self.queue.remove(job.id).is_none() {
+        let key = self.queue_key(job);
+        let Some((_, set)) = self.by_labels.get_mut(&key) else {
             return false;
+        };
+        let removed = set.remove(&(job.created_ms, index));
+        if set.is_empty() {
+            self.by_labels.remove(&key);
         }
-        let key: Vec<String> = job.labels.iter().map(str::to_owned).collect();
-        if let Some((_, set)) = self.by_labels.get_mut(&key) {
-            set.remove(&(job.created_ms, index));
-            if set.is_empty() {
-                self.by_labels.remove(&key);
-            }
-        }
-        true
+        removed
     }
 
     fn resolve(&mut self, index: usize, wait_ms: Option<i64>, cancelled: bool) {
@@ -355,18 +503,22 @@ impl<'a> Simulation<'a> {
 
     /// GitHub's rule: each idle runner, longest idle first, takes the oldest queued job whose
     /// labels its labels contain.
-    fn assign(&mut self, now: i64) {
-        if self.queue.is_empty() {
+    fn assign(&mut self) {
+        if self.by_labels.is_empty() {
             return;
         }
+        let now = self.now;
         let idle: Vec<(i64, usize)> = self.idle.iter().copied().collect();
         for (since, runner) in idle {
-            let labels = &self.runners[runner].labels;
+            let (labels, scope) = (
+                &self.outside[runner].labels,
+                &self.outside[runner].record.scope,
+            );
             let oldest = self
                 .by_labels
-                .values()
-                .filter(|(set, _)| set.is_subset_of(labels))
-                .filter_map(|(_, jobs)| jobs.first().copied())
+                .iter()
+                .filter(|((at, _), (set, _))| at == scope && set.is_subset_of(labels))
+                .filter_map(|(_, (_, jobs))| jobs.first().copied())
                 .min();
             let Some((created_ms, job)) = oldest else {
                 continue;
@@ -383,141 +535,54 @@ impl<'a> Simulation<'a> {
                     at_ms.max(now)
                 }
             };
-            let r = &mut self.runners[runner];
-            r.record.advance(RunnerState::Busy, time(now));
-            r.record.job_id = Some(self.jobs[job].id);
+            let r = &mut self.outside[runner];
+            r.busy_with = Some(job);
             r.idle_since_ms = None;
-            self.live.insert(r.record.id.clone(), r.record.clone());
+            let name = r.record.name.clone();
             self.idle.remove(&(since, runner));
             self.busy += 1;
-            self.push(end, Event::JobEnds { runner });
-            if self.queue.is_empty() {
+            self.at(end, Happening::JobEnds { runner });
+            let record = job_record(&self.jobs[job], JobStatus::InProgress, Some(name), now);
+            self.inputs.push_back(Input::Job(Box::new(record)));
+            if self.by_labels.is_empty() {
                 break;
             }
         }
     }
 
-    fn plan(&mut self, now: i64) {
-        let held = self.live.len();
-        if held >= self.settings.host_max_runners {
-            return;
-        }
-        // The planner walks each pool's queue; skip it while no pool that wants a runner has
-        // room (a long queue behind full pools would make every event cost its length).
-        let wants_room = self.settings.pools.iter().enumerate().any(|(i, p)| {
-            (self.queue.pool_len(&p.name) > 0 || p.min_idle > 0)
-                && self.pool_held[i] < p.max_runners
-        });
-        if !wants_room {
-            return;
-        }
-        let launches = plan_launches(
-            &self.limits,
-            &self.queue,
-            &self.live,
-            self.settings.host_max_runners,
-        );
-        for launch in launches {
-            let (pool, labels, launched_for) = match launch {
-                Launch::ForJob { pool, job_id } => {
-                    let labels = self
-                        .queue
-                        .get(job_id)
-                        .map(|j| j.labels.clone())
-                        .unwrap_or_default();
-                    (pool, labels, Some(job_id))
-                }
-                Launch::Warm { pool } => {
-                    let labels = self.settings.pools[self.pool_index[pool.as_str()]]
-                        .labels
-                        .clone();
-                    (pool, labels, None)
-                }
-            };
-            self.launch(now, pool, labels, launched_for);
-        }
-    }
-
-    fn launch(&mut self, now: i64, pool: String, labels: Vec<String>, launched_for: Option<JobId>) {
-        let index = self.runners.len();
-        let id = format!("replay-{index}");
-        let at = time(now);
-        let record = Runner {
-            name: Runner::name_for(&pool, &id),
-            id,
-            state: RunnerState::Creating,
-            failure_reason: None,
-            labels: labels.clone(),
-            scope: String::new(),
-            github_runner_id: None,
-            container_id: None,
-            instance: "replay".into(),
-            launched_for,
-            job_id: None,
-            draining: false,
-            created_at: at,
-            idle_at: None,
-            busy_at: None,
-            finished_at: None,
-            removed_at: None,
-            updated_at: at,
-            pool,
-        };
-        self.live.insert(record.id.clone(), record.clone());
-        let pool_index = self.pool_index[record.pool.as_str()];
-        self.pool_held[pool_index] += 1;
-        self.runners.push(SimRunner {
-            pool_index,
-            labels: LabelSet::new(&labels),
-            record,
-            idle_since_ms: None,
-        });
-        self.push(
-            now + self.settings.boot_ms,
-            Event::RunnerOnline { runner: index },
-        );
-    }
-
-    fn remove_runner(&mut self, runner: usize, now: i64) {
-        let r = &mut self.runners[runner];
-        if r.record.state.is_terminal() {
-            return;
-        }
-        r.record.advance(RunnerState::Removed, time(now));
-        if let Some(since) = r.idle_since_ms.take() {
-            self.idle.remove(&(since, runner));
-        }
-        self.pool_held[r.pool_index] -= 1;
-        self.live.remove(&r.record.id);
-        self.lives.push(RunnerLife {
-            pool: r.record.pool.clone(),
-            launched_ms: r.record.created_at.timestamp_millis(),
-            removed_ms: now,
-        });
-    }
-
-    fn sample(&mut self, now: i64) {
-        let mut samples = vec![PoolSample::default(); self.settings.pools.len()];
-        for (i, pool) in self.settings.pools.iter().enumerate() {
-            samples[i].queued = self.queue.pool_len(&pool.name) as u32;
-        }
-        for r in self.live.values() {
-            let s = &mut samples[self.pool_index[r.pool.as_str()]];
-            match r.state {
-                RunnerState::Idle => s.idle += 1,
-                RunnerState::Busy => s.busy += 1,
-                _ => s.starting += 1,
-            }
-        }
+    fn sample(&mut self) {
+        let samples: Vec<PoolSample> = self
+            .core
+            .pool_statuses()
+            .into_iter()
+            .map(|p| PoolSample {
+                queued: p.queued as u32,
+                starting: p.starting as u32,
+                idle: p.idle as u32,
+                busy: p.busy as u32,
+            })
+            .collect();
         if self.timeline.last().map(|(_, last)| last) != Some(&samples) {
-            self.timeline.push((now, samples));
+            self.timeline.push((self.now, samples));
         }
     }
 
-    /// Warm runners still there when the last job ended are counted up to that instant.
-    fn finish(mut self, start_ms: i64, end_ms: i64) -> SimOutcome {
-        for index in 0..self.runners.len() {
-            self.remove_runner(index, end_ms);
+    /// Runners still there when the last job ended are counted up to that instant.
+    fn finish(mut self, start_ms: i64) -> SimOutcome {
+        let end_ms = self.now;
+        let live: Vec<usize> = self
+            .core
+            .runners()
+            .values()
+            .filter_map(|r| self.by_id.get(&r.id).copied())
+            .collect();
+        for index in live {
+            let r = &self.outside[index];
+            self.lives.push(RunnerLife {
+                pool: r.record.pool.clone(),
+                launched_ms: r.launched_ms,
+                removed_ms: end_ms,
+            });
         }
         SimOutcome {
             jobs: self.results.into_iter().flatten().collect(),
@@ -526,6 +591,33 @@ impl<'a> Simulation<'a> {
             start_ms,
             end_ms,
         }
+    }
+}
+
+/// The job as a delivery would leave it in the daemon's store.
+fn job_record(job: &ReplayJob, status: JobStatus, runner: Option<String>, now_ms: i64) -> Job {
+    let created = time(job.created_ms);
+    let now = time(now_ms);
+    Job {
+        id: job.id,
+        run_id: 0,
+        run_attempt: 1,
+        repository: job.repository.clone(),
+        workflow_name: None,
+        name: String::new(),
+        labels: job.raw_labels.clone(),
+        priority: job.priority,
+        pool: Some(job.pool.clone()),
+        status,
+        conclusion: None,
+        runner_id: None,
+        started_at: (status == JobStatus::InProgress).then_some(now),
+        completed_at: (status == JobStatus::Completed).then_some(now),
+        runner_name: runner,
+        runner_group_name: None,
+        created_at: Some(created),
+        first_seen_at: created,
+        updated_at: now,
     }
 }
 

@@ -1,64 +1,47 @@
-//! The scheduler task: the one owner of job-queue and runner state.
+//! The scheduler task: a thin loop around the decision core ([`super::core`]).
 //!
-//! Everything reaches it as a message: stored deliveries (via the processor it drives),
-//! results of launch and teardown tasks, Docker events, GitHub observations, API commands and a
-//! one-second tick. It never waits on GitHub or Docker itself; those calls run in tasks that
-//! report back, so a slow API never stalls webhook processing. The database is the truth: the
-//! queue and runner map are rebuilt from it at start, and every runner change is written before
-//! anything outside is touched.
+//! It feeds the core everything that happens — processed deliveries, launch and teardown
+//! results, Docker events, GitHub observations, API commands, reloads, and a tick at the
+//! core's next deadline — and carries out the effects the core returns ([`super::effects`]).
+//! Slow GitHub and Docker calls run in tasks that report back as inputs, so a slow API never
+//! stalls webhook processing. The database is the truth: the core's state is rebuilt from it
+//! at start, and every runner change is written before anything outside is touched.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::core::{Core, Input, RunnerIds};
 use super::handle::{
     Command, PoolStatus, QueueEntry, RemoveError, SchedulerHandle, SchedulerSnapshot,
 };
-use super::launcher::{LaunchFailure, Launched, Teardown};
-use super::plan::{Launch, PoolLimits, plan_launches};
 use super::processor::{Change, Processor};
-use super::queue::{JobQueue, QueuedJob};
 use crate::config::Config;
-use crate::docker::{ContainerEvent, ContainerRuntime, ManagedContainer};
-use crate::domain::{Job, JobStatus, Runner, RunnerId, RunnerState};
+use crate::docker::ContainerRuntime;
+use crate::domain::{Runner, RunnerId, RunnerState};
 use crate::events::{EventBus, LiveEvent};
-use crate::github::{GithubApi, RegisteredRunner, RunnerScope};
+use crate::github::GithubApi;
 use crate::store::Store;
 use crate::supervisor::{InjectedFaults, Supervisor};
+
+pub use super::core::RECONCILE_INTERVAL;
 
 /// Deliveries stored within this window are processed together: the processor shares the one
 /// write connection with ingest, and a processing commit after every ingest commit would make
 /// acknowledgements wait behind it. Processing is not on the acknowledgement path, so a few ms
 /// of delay cost nothing; a backlog is drained without pauses.
 const PROCESS_COALESCE: Duration = Duration::from_millis(25);
-/// How often timeouts, retries and polls are looked at.
-const TICK: Duration = Duration::from_secs(1);
-/// Full reconciliation against Docker and GitHub.
-pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// News from the tasks the scheduler started.
-pub(super) enum Event {
-    Launched {
-        runner_id: RunnerId,
-        result: Result<Launched, LaunchFailure>,
-    },
-    TornDown {
-        runner_id: RunnerId,
-        outcome: Teardown,
-    },
-    GithubRunners {
-        full: bool,
-        observed: Vec<(RunnerScope, Result<Vec<RegisteredRunner>, String>)>,
-    },
-    Containers(Result<Vec<ManagedContainer>, String>),
-    Docker(ContainerEvent),
-    DockerStreamLost,
-}
+/// How often the log is swept for deliveries whose processing retry is due (and for any a
+/// missed notification left behind). The core's own timers do not depend on it.
+const PROCESSOR_SWEEP: Duration = Duration::from_secs(1);
+/// Bounds on the wait for the core's next deadline: the floor keeps a deadline that nothing
+/// can act on yet from spinning the loop; the ceiling bounds the effect of a wall-clock jump.
+const MIN_TICK_WAIT: Duration = Duration::from_millis(20);
+const MAX_TICK_WAIT: Duration = Duration::from_secs(30);
 
 /// What the scheduler needs from the outside world.
 pub struct SchedulerDeps {
@@ -68,31 +51,22 @@ pub struct SchedulerDeps {
     pub bus: EventBus,
 }
 
-#[derive(Default)]
-pub(super) struct Backoff {
-    pub(super) failures: u32,
-    pub(super) until: Option<Instant>,
+/// New runner ids in the daemon: random UUIDs.
+pub(super) struct UuidIds;
+
+impl RunnerIds for UuidIds {
+    fn next_runner_id(&mut self) -> RunnerId {
+        uuid::Uuid::new_v4().to_string()
+    }
 }
 
 pub struct Scheduler {
     pub(super) deps: SchedulerDeps,
-    pub(super) config: Arc<Config>,
+    pub(super) core: Core,
     processor: Processor,
-    pub(super) queue: JobQueue,
-    pub(super) runners: HashMap<RunnerId, Runner>,
-    pub(super) backoff: HashMap<String, Backoff>,
-    /// Runners whose state changed since the last flush (persist + publish).
-    pub(super) dirty: HashSet<RunnerId>,
-    pub(super) teardown_in_flight: HashSet<RunnerId>,
-    pub(super) last_teardown_attempt: HashMap<RunnerId, Instant>,
-    pub(super) polling: bool,
-    pub(super) reconciling: bool,
-    /// Pools a push asked to pre-warm (one runner each, at the next scheduling pass).
-    pub(super) pending_prewarm: HashSet<String>,
-    /// When the next full reconciliation is due (`None`: at the next tick).
-    next_reconcile: Option<Instant>,
     last_pools: Vec<PoolStatus>,
-    pub(super) events: mpsc::UnboundedSender<Event>,
+    /// Where side-effect tasks report back.
+    pub(super) inputs: mpsc::UnboundedSender<Input>,
     /// Short-lived side-effect tasks (launch, teardown, polls), drained at shutdown.
     pub(super) tasks: TaskTracker,
     supervisor: Supervisor,
@@ -115,25 +89,15 @@ pub fn start(
     faults: InjectedFaults,
 ) -> SchedulerHandle {
     let (tx, commands) = mpsc::channel(64);
-    let (events_tx, events) = mpsc::unbounded_channel();
+    let (inputs_tx, inputs) = mpsc::unbounded_channel();
     let config = config_updates.borrow_and_update().clone();
     let processor = Processor::new(deps.store.clone(), &config, deps.bus.clone());
     let scheduler = Scheduler {
         deps,
-        config,
+        core: Core::new(config),
         processor,
-        queue: JobQueue::default(),
-        runners: HashMap::new(),
-        backoff: HashMap::new(),
-        dirty: HashSet::new(),
-        teardown_in_flight: HashSet::new(),
-        last_teardown_attempt: HashMap::new(),
-        polling: false,
-        reconciling: false,
-        pending_prewarm: HashSet::new(),
-        next_reconcile: None,
         last_pools: Vec::new(),
-        events: events_tx,
+        inputs: inputs_tx,
         tasks: supervisor.tracker().clone(),
         supervisor: supervisor.clone(),
         shutdown: shutdown.clone(),
@@ -142,7 +106,7 @@ pub fn start(
     };
     supervisor.spawn(
         "scheduler",
-        scheduler.run(wake, commands, events, config_updates, shutdown),
+        scheduler.run(wake, commands, inputs, config_updates, shutdown),
     );
     SchedulerHandle { tx }
 }
@@ -152,35 +116,31 @@ impl Scheduler {
         mut self,
         wake: Arc<Notify>,
         mut commands: mpsc::Receiver<Command>,
-        mut events: mpsc::UnboundedReceiver<Event>,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
         mut config_updates: watch::Receiver<Arc<Config>>,
         shutdown: CancellationToken,
     ) {
-        if let Err(error) = self.restore().await {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "cannot restore scheduler state; starting empty"
-            );
-        }
-        if !self.config.pools.is_empty() {
+        self.restore().await;
+        if !self.core.config().pools.is_empty() {
             super::watch::spawn_docker_events(
                 self.deps.docker.clone(),
-                self.events.clone(),
+                self.inputs.clone(),
                 shutdown.clone(),
                 &self.supervisor,
             );
         }
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(PROCESSOR_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // When stored deliveries are processed next (see PROCESS_COALESCE).
         let mut process_at: Option<tokio::time::Instant> = None;
         loop {
             let due = process_at.unwrap_or_else(tokio::time::Instant::now);
+            let tick_at = self.next_tick();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(event) = events.recv() => self.on_event(event),
-                Some(command) = commands.recv() => self.on_command(command),
+                Some(input) = inputs.recv() => self.step(vec![input]).await,
+                Some(command) = commands.recv() => self.on_command(command).await,
                 _ = wake.notified(), if process_at.is_none() => {
                     process_at = Some(tokio::time::Instant::now() + PROCESS_COALESCE);
                 }
@@ -190,27 +150,43 @@ impl Scheduler {
                         process_at = Some(tokio::time::Instant::now()); // a backlog: no pause
                     }
                 }
-                _ = tick.tick() => self.on_tick().await,
+                _ = tokio::time::sleep_until(tick_at) => self.step(vec![Input::Tick]).await,
+                _ = sweep.tick() => { self.process_deliveries().await; }
                 Ok(()) = config_updates.changed() => {
                     let config = config_updates.borrow_and_update().clone();
-                    self.reconfigure(config);
+                    self.reconfigure(config).await;
                 }
             }
-            self.schedule().await;
-            self.flush().await;
+            self.publish_pools();
         }
         // Running containers are left alone: the next start reconciles them.
         tracing::info!(
-            runners = self.runners.len(),
-            queued = self.queue.len(),
+            runners = self.core.runners().len(),
+            queued = self.core.queue().len(),
             "scheduler stopped"
         );
     }
 
+    /// When to tick the core: at its next deadline, within [`MIN_TICK_WAIT`, `MAX_TICK_WAIT`].
+    fn next_tick(&self) -> tokio::time::Instant {
+        let now = Utc::now();
+        let wait = match self.core.next_deadline(now) {
+            Some(at) => (at - now).to_std().unwrap_or_default(),
+            None => MAX_TICK_WAIT,
+        };
+        tokio::time::Instant::now() + wait.clamp(MIN_TICK_WAIT, MAX_TICK_WAIT)
+    }
+
+    /// Feeds inputs to the core and carries out what it decides.
+    pub(super) async fn step(&mut self, inputs: Vec<Input>) {
+        let effects = self.core.handle_all(inputs, Utc::now(), &mut UuidIds);
+        self.carry_out(effects).await;
+    }
+
     /// Takes a reloaded configuration: pools, limits and priority rules apply from the next
-    /// scheduling pass; a new GitHub token or App key from the next API call. Jobs already
-    /// queued keep the pool and priority they were given.
-    fn reconfigure(&mut self, config: Arc<Config>) {
+    /// decision; a new GitHub token or App key from the next API call. Jobs already queued
+    /// keep the pool and priority they were given.
+    async fn reconfigure(&mut self, config: Arc<Config>) {
         self.processor.reconfigure(&config);
         if !config.pools.is_empty() {
             match crate::github::GithubClient::from_config(&config.github) {
@@ -221,47 +197,39 @@ impl Scheduler {
                 ),
             }
         }
-        self.config = config;
-        tracing::info!(
-            pools = self.config.pools.len(),
-            "scheduler: configuration reloaded"
-        );
+        let pools = config.pools.len();
+        self.step(vec![Input::Reconfigured(config)]).await;
+        tracing::info!(pools, "scheduler: configuration reloaded");
     }
 
-    /// Rebuilds the queue and the runner map from the database, then reconciles.
-    async fn restore(&mut self) -> anyhow::Result<()> {
-        for job in self.deps.store.schedulable_jobs().await? {
-            self.on_job(&job);
+    /// Rebuilds the core's state from the database; a reconciliation follows.
+    async fn restore(&mut self) {
+        let store = self.deps.store.clone();
+        let restored =
+            async { anyhow::Ok((store.schedulable_jobs().await?, store.live_runners().await?)) };
+        match restored.await {
+            Ok((jobs, runners)) => self.step(vec![Input::Restored { jobs, runners }]).await,
+            Err(error) => tracing::error!(
+                error = format!("{error:#}"),
+                "cannot restore scheduler state; starting empty"
+            ),
         }
-        let now = Utc::now();
-        for mut runner in self.deps.store.live_runners().await? {
-            if runner.instance != self.config.server.instance_id {
-                // Recorded under another `server.instance_id` (the database was served with
-                // another configuration before): its containers carry that id, not ours.
-                continue;
-            }
-            if runner.state == RunnerState::Requested {
-                // Its launch task died with the previous process.
-                runner.fail("launch interrupted by a restart", now);
-                self.dirty.insert(runner.id.clone());
-            }
-            self.runners.insert(runner.id.clone(), runner);
-        }
-        tracing::info!(
-            queued = self.queue.len(),
-            runners = self.runners.len(),
-            "scheduler state restored"
-        );
-        self.reconcile();
-        Ok(())
     }
 
     /// Processes one batch of stored deliveries; true when more are waiting.
     async fn process_deliveries(&mut self) -> bool {
         match self.processor.process_due(Utc::now()).await {
             Ok((handled, changes)) => {
-                for change in changes {
-                    self.on_change(change);
+                let inputs: Vec<Input> = changes
+                    .into_iter()
+                    .filter_map(|change| match change {
+                        Change::Job { job, .. } => Some(Input::Job(Box::new(job))),
+                        Change::Push { event, .. } => Some(Input::Prewarm { event }),
+                        Change::Run(_) => None,
+                    })
+                    .collect();
+                if !inputs.is_empty() {
+                    self.step(inputs).await;
                 }
                 self.processed += handled;
                 if let Some(limit) = self.faults.panic_scheduler_after_deliveries
@@ -281,253 +249,85 @@ impl Scheduler {
         }
     }
 
-    fn on_change(&mut self, change: Change) {
-        match change {
-            Change::Job { job, .. } => self.on_job(&job),
-            Change::Push { event, .. } => self.prewarm(&event),
-            Change::Run(_) => {}
-        }
-    }
-
-    /// Keeps the queue and runner states in step with a job's state.
-    pub(super) fn on_job(&mut self, job: &Job) {
-        let now = Utc::now();
-        match (job.status, &job.pool) {
-            (status, Some(pool)) if status.is_pending() && self.config.pool(pool).is_some() => {
-                let aging = self.config.priority.aging_per_minute;
-                self.queue.insert(QueuedJob::from_job(job, pool, aging));
-            }
-            (JobStatus::InProgress, _) => {
-                let queued = self.queue.remove(job.id);
-                if let Some(id) = self.runner_named(job.runner_name.as_deref()) {
-                    let runner = self.runners.get_mut(&id).expect("found by name");
-                    runner.job_id = Some(job.id);
-                    if runner.advance(RunnerState::Busy, now) {
-                        self.dirty.insert(id.clone());
-                    }
-                    if let (Some(q), Some(wait)) = (queued, job.wait_seconds()) {
-                        metrics::histogram!(crate::metrics::JOB_WAIT_SECONDS, "pool" => q.pool)
-                            .record(wait);
-                    }
-                }
-            }
-            (JobStatus::Completed, _) => {
-                self.queue.remove(job.id);
-                if let Some(id) = self.runner_named(job.runner_name.as_deref()) {
-                    let runner = self.runners.get_mut(&id).expect("found by name");
-                    runner.job_id.get_or_insert(job.id);
-                    if runner.advance(RunnerState::Finished, now) {
-                        self.dirty.insert(id);
-                    }
-                }
-            }
-            _ => {
-                self.queue.remove(job.id);
-            }
-        }
-    }
-
-    fn runner_named(&self, name: Option<&str>) -> Option<RunnerId> {
-        let name = name?;
-        self.runners
-            .values()
-            .find(|r| r.name == name)
-            .map(|r| r.id.clone())
-    }
-
-    pub(super) fn mark(&mut self, id: &str) {
-        self.dirty.insert(id.to_owned());
-    }
-
-    fn on_command(&mut self, command: Command) {
+    async fn on_command(&mut self, command: Command) {
         match command {
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
             Command::RemoveRunner { id, reply } => {
-                let result = match self.runners.get_mut(&id) {
-                    Some(runner) if runner.state != RunnerState::Removed => {
-                        runner.draining = true;
-                        runner.updated_at = Utc::now();
-                        let copy = runner.clone();
-                        self.dirty.insert(id);
-                        Ok(copy)
-                    }
-                    _ => Err(RemoveError::NotFound(id)),
-                };
-                let _ = reply.send(result);
+                let known = self
+                    .core
+                    .runner(&id)
+                    .is_some_and(|r| r.state != RunnerState::Removed);
+                if !known {
+                    let _ = reply.send(Err(RemoveError::NotFound(id)));
+                    return;
+                }
+                self.step(vec![Input::Drain {
+                    runner_id: id.clone(),
+                }])
+                .await;
+                let drained = self.core.runner(&id).cloned();
+                let _ = reply.send(drained.ok_or(RemoveError::NotFound(id)));
             }
         }
     }
 
     pub(super) fn snapshot(&self) -> SchedulerSnapshot {
         let now = Utc::now();
-        let mut runners: Vec<Runner> = self.runners.values().cloned().collect();
+        let mut runners: Vec<Runner> = self.core.runners().values().cloned().collect();
         runners.sort_by_key(|r| r.created_at);
         SchedulerSnapshot {
             queue: self
-                .queue
+                .core
+                .queue()
                 .iter_ordered()
                 .into_iter()
                 .map(|j| QueueEntry::new(j, now))
                 .collect(),
             runners,
-            pools: self.pool_statuses(),
+            pools: self.core.pool_statuses(),
         }
     }
 
-    pub(super) fn pool_statuses(&self) -> Vec<PoolStatus> {
-        self.config
-            .pools
-            .iter()
-            .map(|p| {
-                let of_pool = || self.runners.values().filter(|r| r.pool == p.name);
-                let count = |states: &[RunnerState]| {
-                    of_pool().filter(|r| states.contains(&r.state)).count()
-                };
-                PoolStatus {
-                    name: p.name.clone(),
-                    labels: p.labels.clone(),
-                    max_runners: p.max_runners,
-                    min_idle: p.min_idle,
-                    starting: count(&[RunnerState::Requested, RunnerState::Creating]),
-                    idle: count(&[RunnerState::Idle]),
-                    busy: count(&[RunnerState::Busy]),
-                    queued: self.queue.pool_len(&p.name),
-                    consecutive_failures: self.backoff.get(&p.name).map_or(0, |b| b.failures),
-                }
-            })
-            .collect()
-    }
-
-    async fn on_tick(&mut self) {
-        // Deliveries whose retry is due, and anything a missed notification left behind.
-        self.process_deliveries().await;
-        let now = Utc::now();
-        self.enforce_timeouts(now);
-        self.poll_starting_runners();
-        if self.next_reconcile.is_none_or(|at| Instant::now() >= at) {
-            self.reconcile();
-        }
-    }
-
-    /// Plans and starts launches.
-    async fn schedule(&mut self) {
-        if self.config.pools.is_empty() {
+    /// Publishes pools whose counters changed, and updates the gauges.
+    fn publish_pools(&mut self) {
+        let pools = self.core.pool_statuses();
+        if pools == self.last_pools {
             return;
         }
-        let now = Instant::now();
-        let limits: Vec<PoolLimits> = self
-            .config
-            .pools
-            .iter()
-            .map(|p| PoolLimits {
-                name: p.name.clone(),
-                max_runners: p.max_runners as usize,
-                min_idle: p.min_idle as usize,
-                can_warm: self.warm_scope(&p.name).is_some(),
-                backing_off: self
-                    .backoff
-                    .get(&p.name)
-                    .and_then(|b| b.until)
-                    .is_some_and(|t| t > now),
-            })
-            .collect();
-        let mut launches = plan_launches(
-            &limits,
-            &self.queue,
-            &self.runners,
-            self.config.limits.max_runners as usize,
-        );
-        let held = self
-            .runners
-            .values()
-            .filter(|r| r.state.holds_slot())
-            .count()
-            + launches.len();
-        let room = (self.config.limits.max_runners as usize).saturating_sub(held);
-        let prewarm: Vec<String> = self.pending_prewarm.drain().collect();
-        for pool in prewarm
-            .into_iter()
-            .filter(|p| limits.iter().any(|l| &l.name == p && l.can_warm))
-            .take(room)
-        {
-            let used = self
-                .runners
-                .values()
-                .filter(|r| r.pool == pool && r.state.holds_slot())
-                .count();
-            if self
-                .config
-                .pool(&pool)
-                .is_some_and(|p| used < p.max_runners as usize)
-            {
-                launches.push(Launch::Warm { pool });
-            }
+        for pool in pools.iter().filter(|p| !self.last_pools.contains(p)) {
+            self.deps.bus.publish(LiveEvent {
+                kind: "pool",
+                repository: None,
+                data: serde_json::to_value(pool).unwrap_or_default(),
+            });
         }
-        for launch in launches {
-            self.start_launch(launch).await;
-        }
-    }
-
-    /// Persists and publishes changed runners; drops removed ones from memory; updates gauges.
-    async fn flush(&mut self) {
-        self.start_teardowns();
-        let dirty: Vec<RunnerId> = self.dirty.drain().collect();
-        for id in &dirty {
-            let Some(runner) = self.runners.get(id) else {
-                continue;
-            };
-            if let Err(error) = self.deps.store.save_runner(runner).await {
-                tracing::error!(%error, runner = %runner.name, "cannot record runner state");
-            }
-            self.deps.bus.publish(runner_event(runner));
-            if runner.state == RunnerState::Removed {
-                self.runners.remove(id);
-                self.last_teardown_attempt.remove(id);
-            }
-        }
-        let pools = self.pool_statuses();
-        if pools != self.last_pools {
-            for pool in pools.iter().filter(|p| !self.last_pools.contains(p)) {
-                self.deps.bus.publish(LiveEvent {
-                    kind: "pool",
-                    repository: None,
-                    data: serde_json::to_value(pool).unwrap_or_default(),
-                });
-            }
-            self.record_gauges();
-            self.last_pools = pools;
-        }
+        self.record_gauges();
+        self.last_pools = pools;
     }
 
     fn record_gauges(&self) {
-        for pool in &self.config.pools {
+        let (runners, queue) = (self.core.runners(), self.core.queue());
+        for pool in &self.core.config().pools {
             for state in RunnerState::ALL
                 .iter()
                 .filter(|s| **s != RunnerState::Removed)
             {
-                let n = self
-                    .runners
+                let n = runners
                     .values()
                     .filter(|r| r.pool == pool.name && r.state == *state)
                     .count();
                 metrics::gauge!(crate::metrics::RUNNERS, "pool" => pool.name.clone(), "state" => state.as_str()).set(n as f64);
             }
             for band in ["high", "normal", "low"] {
-                let n = self
-                    .queue
+                let n = queue
                     .pool_iter(&pool.name)
                     .filter(|j| j.band() == band)
                     .count();
                 metrics::gauge!(crate::metrics::QUEUE_DEPTH, "pool" => pool.name.clone(), "band" => band).set(n as f64);
             }
         }
-    }
-
-    /// Schedules the next full reconciliation `after` from now.
-    pub(super) fn reconcile_again_in(&mut self, after: Duration) {
-        self.next_reconcile = Some(Instant::now() + after);
     }
 }
 
@@ -545,9 +345,4 @@ pub fn runner_event(runner: &Runner) -> LiveEvent {
             "created_at": runner.created_at, "idle_at": runner.idle_at, "busy_at": runner.busy_at,
         }),
     }
-}
-
-/// Seconds between two instants, for histograms.
-pub(super) fn seconds_since(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    (to - from).num_milliseconds().max(0) as f64 / 1000.0
 }

@@ -3,26 +3,10 @@
 
 use std::sync::Arc;
 
+pub use super::core::outcomes::{LaunchFailure, Launched, Teardown, TeardownRequest, parse_scope};
 use crate::config::PoolConfig;
 use crate::docker::{ContainerRuntime, DockerError, RunnerContainerSpec};
 use crate::github::{DeleteOutcome, GithubApi, GithubError, JitRequest, RunnerScope};
-
-/// A runner that is up: registered and its container started.
-#[derive(Debug, Clone)]
-pub struct Launched {
-    pub github_runner_id: i64,
-    pub container_id: String,
-}
-
-/// Why a launch failed, with a bounded reason code for metrics and a message for people.
-#[derive(Debug, Clone)]
-pub struct LaunchFailure {
-    /// One of docker_unavailable, image_missing, github_error, other.
-    pub reason: &'static str,
-    pub message: String,
-    /// Registered at GitHub before the failure: must be deleted.
-    pub github_runner_id: Option<i64>,
-}
 
 /// What a runner needs to come up.
 pub struct LaunchRequest {
@@ -76,24 +60,6 @@ pub async fn launch(
     }
 }
 
-/// How a teardown ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Teardown {
-    /// Deregistered (or never registered) and the container is gone.
-    Done,
-    /// GitHub says the runner is running a job: it was left alone.
-    Busy,
-    /// Something failed; try again later.
-    Retry(String),
-}
-
-/// What to take down.
-pub struct TeardownRequest {
-    pub scope: Option<RunnerScope>,
-    pub github_runner_id: Option<i64>,
-    pub container_id: Option<String>,
-}
-
 /// Deregisters first (so GitHub stops offering the runner jobs), then removes the container.
 pub async fn teardown(
     github: Arc<dyn GithubApi>,
@@ -114,13 +80,4 @@ pub async fn teardown(
         return Teardown::Retry(format!("removing container {container}: {e}"));
     }
     Teardown::Done
-}
-
-/// Parses the `scope` column back (`repos/o/r` or `orgs/o`).
-pub fn parse_scope(scope: &str) -> Option<RunnerScope> {
-    if let Some(repo) = scope.strip_prefix("repos/") {
-        RunnerScope::repository(repo)
-    } else {
-        scope.strip_prefix("orgs/").map(RunnerScope::organization)
-    }
 }

@@ -1,15 +1,14 @@
-//! The one task that owns job and runner state: it drives the delivery processor, keeps the
-//! priority queue, launches and tears down runners, and reconciles with Docker and GitHub.
+//! Scheduling: the decision core ([`core`]: every decision, no IO) and the one task that
+//! drives it ([`actor`]: it runs the delivery processor, feeds the core, and carries out its
+//! effects — store writes, launches and teardowns, reconciliation with Docker and GitHub).
 
 mod actor;
 pub mod catch_up;
+pub mod core;
+mod effects;
 pub mod handle;
 pub mod launcher;
-mod launching;
-pub mod plan;
 pub mod processor;
-pub mod queue;
-mod runners;
 mod watch;
 
 pub use actor::{RECONCILE_INTERVAL, SchedulerDeps, runner_event, start};

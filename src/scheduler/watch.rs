@@ -8,15 +8,15 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::actor::Event;
-use crate::docker::ContainerRuntime;
+use super::core::Input;
+use crate::docker::{ContainerEvent, ContainerRuntime};
 use crate::supervisor::Supervisor;
 
 const MAX_RESUBSCRIBE_BACKOFF: Duration = Duration::from_secs(30);
 
 pub(super) fn spawn_docker_events(
     docker: Arc<dyn ContainerRuntime>,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<Input>,
     shutdown: CancellationToken,
     supervisor: &Supervisor,
 ) {
@@ -33,7 +33,9 @@ pub(super) fn spawn_docker_events(
                 match item {
                     Some(Ok(event)) => {
                         received_any = true;
-                        if events.send(Event::Docker(event)).is_err() {
+                        if let Some(input) = as_input(event)
+                            && events.send(input).is_err()
+                        {
                             return; // scheduler gone
                         }
                     }
@@ -47,7 +49,7 @@ pub(super) fn spawn_docker_events(
             if received_any {
                 backoff = Duration::from_millis(500);
             }
-            let _ = events.send(Event::DockerStreamLost);
+            let _ = events.send(Input::DockerStreamLost);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.cancelled() => return,
@@ -55,4 +57,24 @@ pub(super) fn spawn_docker_events(
             backoff = (backoff * 2).min(MAX_RESUBSCRIBE_BACKOFF);
         }
     });
+}
+
+/// What the core needs of a container event: only our runners' containers stopping or going.
+fn as_input(event: ContainerEvent) -> Option<Input> {
+    match event {
+        ContainerEvent::Started { .. } => None,
+        ContainerEvent::Exited {
+            runner_id,
+            exit_code,
+            oom,
+            ..
+        } => Some(Input::ContainerExited {
+            runner_id: runner_id?,
+            exit_code,
+            oom,
+        }),
+        ContainerEvent::Destroyed { runner_id, .. } => Some(Input::ContainerRemoved {
+            runner_id: runner_id?,
+        }),
+    }
 }

@@ -1,27 +1,35 @@
 //! The simulation driven through hours of virtual time; each test runs in milliseconds.
 
+use std::time::Duration;
+
 use super::*;
+use crate::config::PoolConfig;
 
 const SECOND: i64 = 1000;
 const MINUTE: i64 = 60 * SECOND;
 
-fn pool(name: &str, labels: &[&str], max: usize) -> SimPool {
-    SimPool {
+fn pool(name: &str, labels: &[&str], max: u32) -> PoolConfig {
+    PoolConfig {
         name: name.into(),
         labels: labels.iter().map(|l| l.to_string()).collect(),
         max_runners: max,
         min_idle: 0,
-        idle_timeout_ms: 10 * MINUTE,
-        can_warm: false,
+        idle_timeout: Duration::from_secs(10 * 60),
+        bootstrap_timeout: Duration::from_secs(10 * 60),
+        ..PoolConfig::default()
     }
 }
 
-fn settings(pools: Vec<SimPool>, host: usize) -> SimSettings {
-    SimSettings {
+fn settings(pools: Vec<PoolConfig>, host: u32) -> SimSettings {
+    let mut config = Config {
         pools,
-        host_max_runners: host,
+        ..Config::default()
+    };
+    config.limits.max_runners = host;
+    config.priority.aging_per_minute = 1.0;
+    SimSettings {
+        config,
         boot_ms: 10 * SECOND,
-        aging_per_minute: 1.0,
     }
 }
 
@@ -121,7 +129,7 @@ fn aging_scenario(aging_per_minute: f64) -> HashMap<i64, i64> {
         vec![pool("linux", &["self-hosted", "linux", "deploy"], 1)],
         10,
     );
-    s.aging_per_minute = aging_per_minute;
+    s.config.priority.aging_per_minute = aging_per_minute;
     // A blocker holds the one slot for three hours; job 1 (+0) waits from the start, twenty
     // +100 jobs from the second hour on.
     let mut jobs = vec![
@@ -164,7 +172,7 @@ fn aging_lets_an_old_job_overtake_newer_better_ones() {
 fn a_warm_pool_serves_at_once_and_is_refilled_through_hours_of_idle_timeouts() {
     let mut linux = pool("linux", LINUX, 3);
     linux.min_idle = 1;
-    linux.can_warm = true;
+    linux.repository = Some("acme/app".into());
     let s = settings(vec![linux], 10);
     let three_hours = 3 * 60 * MINUTE;
     let jobs = vec![
@@ -191,7 +199,7 @@ fn a_warm_pool_serves_at_once_and_is_refilled_through_hours_of_idle_timeouts() {
 #[test]
 fn an_idle_runner_is_removed_after_its_idle_timeout() {
     let mut linux = pool("linux", LINUX, 2);
-    linux.idle_timeout_ms = 5 * MINUTE;
+    linux.idle_timeout = Duration::from_secs(5 * 60);
     let s = settings(vec![linux], 10);
     // Job 2 is cancelled before its runner boots: that runner idles out after 5 minutes.
     let mut cancelled = job(2, "linux", LINUX, 0, 0, 0);

@@ -74,7 +74,13 @@ fn the_free_slot_goes_to_the_best_job_across_pools() {
     q.insert(job(1, "a", 0, 0));
     q.insert(job(2, "b", 100, 5));
     q.insert(job(3, "a", 50, 3));
-    let plan = plan_launches(&[pool("a", 5, 0), pool("b", 5, 0)], &q, &HashMap::new(), 2);
+    let plan = plan_launches(
+        &[pool("a", 5, 0), pool("b", 5, 0)],
+        &q,
+        &HashMap::new(),
+        2,
+        &|_| true,
+    );
     assert_eq!(
         plan,
         [
@@ -97,7 +103,7 @@ fn supply_already_on_the_way_is_not_launched_twice() {
     q.insert(job(2, "a", 0, 1));
     // One warm idle runner can take either job: only one more launch is needed.
     let rs = runners(vec![runner("w", "a", RunnerState::Idle, None)]);
-    let plan = plan_launches(&[pool("a", 5, 0)], &q, &rs, 10);
+    let plan = plan_launches(&[pool("a", 5, 0)], &q, &rs, 10, &|_| true);
     assert_eq!(
         plan,
         [Launch::ForJob {
@@ -107,7 +113,7 @@ fn supply_already_on_the_way_is_not_launched_twice() {
     );
     // A runner launched for job 1 covers it: the next launch is for job 2.
     let rs = runners(vec![runner("r1", "a", RunnerState::Creating, Some(1))]);
-    let plan = plan_launches(&[pool("a", 5, 0)], &q, &rs, 10);
+    let plan = plan_launches(&[pool("a", 5, 0)], &q, &rs, 10, &|_| true);
     assert_eq!(
         plan,
         [Launch::ForJob {
@@ -123,14 +129,17 @@ fn busy_runners_hold_slots_but_are_not_supply() {
     q.insert(job(1, "a", 0, 0));
     let rs = runners(vec![runner("b", "a", RunnerState::Busy, None)]);
     assert!(
-        plan_launches(&[pool("a", 1, 0)], &q, &rs, 10).is_empty(),
+        plan_launches(&[pool("a", 1, 0)], &q, &rs, 10, &|_| true).is_empty(),
         "pool full"
     );
     assert!(
-        plan_launches(&[pool("a", 5, 0)], &q, &rs, 1).is_empty(),
+        plan_launches(&[pool("a", 5, 0)], &q, &rs, 1, &|_| true).is_empty(),
         "host full"
     );
-    assert_eq!(plan_launches(&[pool("a", 2, 0)], &q, &rs, 10).len(), 1);
+    assert_eq!(
+        plan_launches(&[pool("a", 2, 0)], &q, &rs, 10, &|_| true).len(),
+        1
+    );
 }
 
 #[test]
@@ -138,15 +147,15 @@ fn warm_pool_tops_up_min_idle_and_respects_backoff() {
     let q = JobQueue::default();
     let rs = runners(vec![runner("w", "a", RunnerState::Idle, None)]);
     assert_eq!(
-        plan_launches(&[pool("a", 5, 3)], &q, &rs, 10),
+        plan_launches(&[pool("a", 5, 3)], &q, &rs, 10, &|_| true),
         vec![Launch::Warm { pool: "a".into() }; 2]
     );
     let mut off = pool("a", 5, 3);
     off.backing_off = true;
-    assert!(plan_launches(&[off], &q, &rs, 10).is_empty());
+    assert!(plan_launches(&[off], &q, &rs, 10, &|_| true).is_empty());
     let mut cannot = pool("a", 5, 3);
     cannot.can_warm = false;
-    assert!(plan_launches(&[cannot], &q, &rs, 10).is_empty());
+    assert!(plan_launches(&[cannot], &q, &rs, 10, &|_| true).is_empty());
 }
 
 #[test]
@@ -159,5 +168,8 @@ fn draining_and_finished_runners_are_not_supply() {
         draining,
         runner("f", "a", RunnerState::Finished, Some(1)),
     ]);
-    assert_eq!(plan_launches(&[pool("a", 5, 0)], &q, &rs, 10).len(), 1);
+    assert_eq!(
+        plan_launches(&[pool("a", 5, 0)], &q, &rs, 10, &|_| true).len(),
+        1
+    );
 }

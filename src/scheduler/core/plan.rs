@@ -31,12 +31,24 @@ pub enum Launch {
     Warm { pool: String },
 }
 
+impl Launch {
+    pub fn pool(&self) -> &str {
+        match self {
+            Launch::ForJob { pool, .. } | Launch::Warm { pool } => pool,
+        }
+    }
+}
+
 /// Plans launches in priority order across pools until demand or capacity runs out.
+/// `launchable` says whether a job may get a runner now (false while its repository's
+/// registrations are backing off): a job it refuses is passed over, not waited for, so one
+/// refused repository does not stall the pool.
 pub fn plan_launches(
     pools: &[PoolLimits],
     queue: &JobQueue,
     runners: &HashMap<String, Runner>,
     global_max: usize,
+    launchable: &dyn Fn(&QueuedJob) -> bool,
 ) -> Vec<Launch> {
     let mut slots_used = runners.values().filter(|r| r.state.holds_slot()).count();
     let mut pool_used: HashMap<&str, usize> = HashMap::new();
@@ -63,7 +75,7 @@ pub fn plan_launches(
         candidates.extend(
             queue
                 .pool_iter(&pool.name)
-                .filter(|j| !covered.contains(&j.id))
+                .filter(|j| !covered.contains(&j.id) && launchable(j))
                 .take(missing),
         );
     }

@@ -1,0 +1,60 @@
+//! Keeping the queue and the runners in step with what deliveries say about jobs.
+
+use chrono::{DateTime, Utc};
+
+use super::queue::QueuedJob;
+use super::{Core, Effect};
+use crate::domain::{Job, JobStatus, RunnerId, RunnerState};
+
+impl Core {
+    /// A job is queued while pending and served by a configured pool; `in_progress` makes the
+    /// runner it names busy, `completed` finishes it.
+    pub(super) fn on_job(&mut self, job: &Job, now: DateTime<Utc>) {
+        match (job.status, &job.pool) {
+            (status, Some(pool)) if status.is_pending() && self.config.pool(pool).is_some() => {
+                let aging = self.config.priority.aging_per_minute;
+                self.queue.insert(QueuedJob::from_job(job, pool, aging));
+            }
+            (JobStatus::InProgress, _) => {
+                let queued = self.queue.remove(job.id);
+                let Some(id) = self.runner_named(job.runner_name.as_deref()) else {
+                    return;
+                };
+                let runner = self.runners.get_mut(&id).expect("found by name");
+                runner.job_id = Some(job.id);
+                if runner.advance(RunnerState::Busy, now) {
+                    let pool = runner.pool.clone();
+                    self.backoff.online(&pool);
+                    self.mark(&id);
+                }
+                if let (Some(queued), Some(seconds)) = (queued, job.wait_seconds()) {
+                    self.effects.push(Effect::JobWaited {
+                        pool: queued.pool,
+                        seconds,
+                    });
+                }
+            }
+            (JobStatus::Completed, _) => {
+                self.queue.remove(job.id);
+                if let Some(id) = self.runner_named(job.runner_name.as_deref()) {
+                    let runner = self.runners.get_mut(&id).expect("found by name");
+                    runner.job_id.get_or_insert(job.id);
+                    if runner.advance(RunnerState::Finished, now) {
+                        self.mark(&id);
+                    }
+                }
+            }
+            _ => {
+                self.queue.remove(job.id);
+            }
+        }
+    }
+
+    pub(super) fn runner_named(&self, name: Option<&str>) -> Option<RunnerId> {
+        let name = name?;
+        self.runners
+            .values()
+            .find(|r| r.name == name)
+            .map(|r| r.id.clone())
+    }
+}

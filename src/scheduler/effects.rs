@@ -1,0 +1,170 @@
+//! Carrying out the core's effects: store writes and live events in order, GitHub and Docker
+//! calls in tasks that report back as inputs, metrics.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::actor::{Scheduler, runner_event};
+use super::core::{Effect, Input};
+use super::launcher::{self, LaunchRequest, Teardown, TeardownRequest};
+use crate::docker::ContainerRuntime;
+use crate::domain::Runner;
+use crate::github::{GithubApi, RunnerScope};
+use crate::metrics as catalog;
+
+impl Scheduler {
+    pub(super) async fn carry_out(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::SaveRunner(runner) => {
+                    if let Err(error) = self.deps.store.save_runner(&runner).await {
+                        tracing::error!(%error, runner = %runner.name, "cannot record runner state");
+                    }
+                    self.deps.bus.publish(runner_event(&runner));
+                }
+                Effect::Launch(runner) => self.launch(runner).await,
+                Effect::Teardown { runner_id, request } => {
+                    self.spawn_side_effect(move |github, docker| async move {
+                        Input::TornDown {
+                            runner_id,
+                            outcome: launcher::teardown(github, docker, request).await,
+                        }
+                    })
+                }
+                Effect::ListContainers => self.spawn_side_effect(|_, docker| async move {
+                    Input::Containers(docker.list_managed().await.map_err(|e| e.to_string()))
+                }),
+                Effect::RemoveContainer { container_id, name } => {
+                    tracing::info!(container = %name, "removing an orphaned runner container");
+                    self.spawn_quiet(|_, docker| async move {
+                        if let Err(error) = docker.remove(&container_id).await {
+                            tracing::warn!(container = %name, %error, "cannot remove orphaned container");
+                        }
+                    });
+                }
+                Effect::ListGithubRunners { scopes, full } => {
+                    self.spawn_side_effect(move |github, _| async move {
+                        let mut observed = Vec::with_capacity(scopes.len());
+                        for scope in scopes {
+                            let result =
+                                github.list_runners(&scope).await.map_err(|e| e.to_string());
+                            observed.push((scope, result));
+                        }
+                        Input::GithubRunners { full, observed }
+                    })
+                }
+                Effect::RemoveRegistration {
+                    scope,
+                    github_runner_id,
+                    name,
+                } => self.remove_orphan_registration(scope, github_runner_id, name),
+                Effect::JobWaited { pool, seconds } => {
+                    metrics::histogram!(catalog::JOB_WAIT_SECONDS, "pool" => pool).record(seconds)
+                }
+                Effect::RunnerOnline { pool, seconds } => {
+                    metrics::histogram!(catalog::QUEUED_TO_RUNNER_IDLE_SECONDS, "pool" => pool)
+                        .record(seconds)
+                }
+                Effect::LaunchFailed { pool, reason } => {
+                    metrics::counter!(catalog::RUNNER_LAUNCH_FAILURES_TOTAL, "pool" => pool, "reason" => reason)
+                        .increment(1)
+                }
+            }
+        }
+    }
+
+    /// Records the new runner durably before anything exists outside, then launches it.
+    async fn launch(&mut self, runner: Runner) {
+        let pool = self.core.config().pool(&runner.pool).cloned();
+        let recorded = self.deps.store.save_runner(&runner).await;
+        let (Some(pool), Ok(())) = (pool, recorded.as_ref()) else {
+            if let Err(error) = recorded {
+                tracing::error!(%error, pool = %runner.pool, "cannot record a new runner; not launching");
+            }
+            let _ = self.inputs.send(Input::LaunchNotRecorded {
+                runner_id: runner.id,
+            });
+            return;
+        };
+        let Some(scope) = launcher::parse_scope(&runner.scope) else {
+            return;
+        };
+        tracing::info!(runner = %runner.name, pool = %pool.name, job.id = ?runner.launched_for, %scope, "launching runner");
+        self.deps.bus.publish(runner_event(&runner));
+        let config = self.core.config();
+        let request = LaunchRequest {
+            runner_id: runner.id.clone(),
+            name: runner.name,
+            labels: runner.labels,
+            scope,
+            runner_group_id: config.github.runner_group_id,
+            pool,
+            instance: config.server.instance_id.clone(),
+        };
+        let runner_id = runner.id;
+        self.spawn_side_effect(move |github, docker| async move {
+            Input::Launched {
+                runner_id,
+                result: launcher::launch(github, docker, request).await,
+            }
+        });
+    }
+
+    /// Deletes a registration named like ours that no record here owns, unless a live record
+    /// under another `server.instance_id` owns it.
+    fn remove_orphan_registration(&self, scope: RunnerScope, github_id: i64, name: String) {
+        let store = self.deps.store.clone();
+        let instance = self.core.config().server.instance_id.clone();
+        self.spawn_quiet(move |github, docker| async move {
+            if let Ok(Some(record)) = store.runner_by_name(&name).await
+                && record.instance != instance
+                && !record.state.is_terminal()
+            {
+                return;
+            }
+            tracing::info!(runner = %name, %scope, "removing a GitHub runner registration no record owns");
+            let request = TeardownRequest {
+                scope: Some(scope),
+                github_runner_id: Some(github_id),
+                container_id: None,
+            };
+            let outcome = launcher::teardown(github, docker, request).await;
+            if outcome != Teardown::Done {
+                tracing::warn!(runner = %name, ?outcome, "orphan registration not removed yet; next reconcile retries");
+            }
+        });
+    }
+
+    /// Runs a slow GitHub/Docker call in its own task; its result comes back as an input, so
+    /// the scheduler never waits on the outside world.
+    fn spawn_side_effect<Work, Done>(&self, work: Work)
+    where
+        Work: FnOnce(Arc<dyn GithubApi>, Arc<dyn ContainerRuntime>) -> Done + Send + 'static,
+        Done: Future<Output = Input> + Send + 'static,
+    {
+        let inputs = self.inputs.clone();
+        self.spawn_quiet(move |github, docker| async move {
+            let _ = inputs.send(work(github, docker).await);
+        });
+    }
+
+    /// Runs a side effect that reports nothing back; it stops at shutdown like the others (what
+    /// it leaves half-done is what a crash leaves, reconciled at the next start).
+    fn spawn_quiet<Work, Done>(&self, work: Work)
+    where
+        Work: FnOnce(Arc<dyn GithubApi>, Arc<dyn ContainerRuntime>) -> Done + Send + 'static,
+        Done: Future<Output = ()> + Send + 'static,
+    {
+        let (github, docker, shutdown) = (
+            self.deps.github.clone(),
+            self.deps.docker.clone(),
+            self.shutdown.clone(),
+        );
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = work(github, docker) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
