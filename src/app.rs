@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, Secret};
 use crate::docker::LazyRuntime;
 use crate::events::{EventBus, Retention};
-use crate::github::{GithubApi, GithubClient};
+use crate::github::{GithubApi, GithubClient, SharedGithub};
 use crate::scheduler::{SchedulerDeps, SchedulerHandle};
 use crate::store::Store;
 use crate::supervisor::{InjectedFaults, Supervisor};
@@ -37,6 +37,8 @@ pub struct App {
     config: RwLock<Arc<Config>>,
     /// Publishes each reloaded configuration to the tasks that keep a copy (processor, scheduler).
     config_updates: watch::Sender<Arc<Config>>,
+    /// The one GitHub client, swapped on reload.
+    pub github: Arc<SharedGithub>,
     pub store: Arc<dyn Store>,
     pub ingest: IngestQueue,
     pub scheduler: SchedulerHandle,
@@ -119,6 +121,7 @@ impl App {
             );
         }
         crate::metrics::describe(&new);
+        self.github.reload(&new);
         let new = Arc::new(new);
         *self.config.write().expect("config lock poisoned") = new.clone();
         self.config_updates.send_replace(new);
@@ -194,8 +197,8 @@ pub async fn run_with(
     let config = Arc::new(config);
     let (config_updates, _) = watch::channel(config.clone());
     let github = match options.github.take() {
-        Some(github) => github,
-        None => github_client(&config)?,
+        Some(github) => SharedGithub::injected(github),
+        None => SharedGithub::from_config(github_client(&config)?),
     };
     if !config.pools.is_empty() {
         supervisor.spawn(
@@ -222,7 +225,7 @@ pub async fn run_with(
     let scheduler = crate::scheduler::start(
         SchedulerDeps {
             store: store.clone(),
-            github,
+            github: github.clone(),
             docker: options
                 .docker
                 .take()
@@ -254,6 +257,7 @@ pub async fn run_with(
     let state = AppState(Arc::new(App {
         config: RwLock::new(config),
         config_updates,
+        github,
         store,
         ingest,
         scheduler,

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod hook_types;
 pub mod rate_limit;
+pub mod shared;
 pub mod sim;
 pub mod types;
 
@@ -14,6 +15,7 @@ pub use hook_types::{
     AppHookConfig, AppInfo, HOOK_EVENTS, Hook, HookDelivery, HookOwner, HookSettings,
 };
 pub use rate_limit::RateLimitSnapshot;
+pub use shared::SharedGithub;
 pub use types::{
     DeleteOutcome, GithubError, JitConfig, JitRequest, NoCredentials, RegisteredRunner, RunnerScope,
 };

@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::docker::ContainerRuntime;
 use crate::domain::{Runner, RunnerId, RunnerState};
 use crate::events::{EventBus, LiveEvent};
-use crate::github::GithubApi;
+use crate::github::SharedGithub;
 use crate::store::Store;
 use crate::supervisor::{InjectedFaults, Supervisor};
 
@@ -46,7 +46,7 @@ const MAX_TICK_WAIT: Duration = Duration::from_secs(30);
 /// What the scheduler needs from the outside world.
 pub struct SchedulerDeps {
     pub store: Arc<dyn Store>,
-    pub github: Arc<dyn GithubApi>,
+    pub github: Arc<SharedGithub>,
     pub docker: Arc<dyn ContainerRuntime>,
     pub bus: EventBus,
 }
@@ -187,16 +187,8 @@ impl Scheduler {
     /// decision; a new GitHub token or App key from the next API call. Jobs already queued
     /// keep the pool and priority they were given.
     async fn reconfigure(&mut self, config: Arc<Config>) {
+        // New GitHub credentials are the shared client's business (swapped by the reload).
         self.processor.reconfigure(&config);
-        if !config.pools.is_empty() {
-            match crate::github::GithubClient::from_config(&config.github) {
-                Ok(client) => self.deps.github = Arc::new(client),
-                Err(error) => tracing::error!(
-                    error = format!("{error:#}"),
-                    "reloaded GitHub credentials are unusable; keeping the previous ones"
-                ),
-            }
-        }
         let pools = config.pools.len();
         self.step(vec![Input::Reconfigured(config)]).await;
         tracing::info!(pools, "scheduler: configuration reloaded");

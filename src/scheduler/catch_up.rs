@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::domain::{Job, JobStatus};
-use crate::github::{GithubApi, GithubClient, GithubError, RunnerScope};
+use crate::github::{GithubApi, GithubError, RunnerScope, SharedGithub};
 use crate::store::{JobFilter, Store};
 use crate::webhook::intake::NewDelivery;
 use crate::webhook::payload_codec::Payload;
@@ -38,9 +38,9 @@ const MAX_LOOKUPS_PER_REPOSITORY: u32 = 20;
 /// Runs passes until `shutdown`. Not started without pools: no credentials are required then.
 pub async fn run(
     store: Arc<dyn Store>,
-    mut github: Arc<dyn GithubApi>,
+    github: Arc<SharedGithub>,
     wake: Arc<Notify>,
-    mut config: watch::Receiver<Arc<Config>>,
+    config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
 ) {
     let mut next = tokio::time::Instant::now() + FIRST_PASS_AFTER;
@@ -48,18 +48,6 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {}
-            Ok(()) = config.changed() => {
-                // New credentials apply to the next pass, as for the scheduler.
-                let current = config.borrow_and_update().clone();
-                match GithubClient::from_config(&current.github) {
-                    Ok(client) => github = Arc::new(client),
-                    Err(error) => tracing::error!(
-                        error = format!("{error:#}"),
-                        "catch-up: reloaded GitHub credentials are unusable; keeping the previous ones"
-                    ),
-                }
-                continue;
-            }
         }
         let interval = config.borrow().github.catch_up_interval;
         if interval.is_zero() {
@@ -68,9 +56,11 @@ pub async fn run(
         }
         // Cutting a pass short leaves nothing half-written: each repository's findings are
         // one transaction.
+        // The client in force now: a reload swaps it for the next pass.
+        let client = github.current();
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
-            result = catch_up(store.as_ref(), github.as_ref(), &wake) => result,
+            result = catch_up(store.as_ref(), client.as_ref(), &wake) => result,
         };
         let outcome = if result.is_ok() { "success" } else { "failure" };
         metrics::counter!(crate::metrics::CATCH_UP_PASSES_TOTAL, "result" => outcome).increment(1);

@@ -156,7 +156,7 @@ impl Scheduler {
         Done: Future<Output = ()> + Send + 'static,
     {
         let (github, docker, shutdown) = (
-            self.deps.github.clone(),
+            self.deps.github.current(),
             self.deps.docker.clone(),
             self.shutdown.clone(),
         );

@@ -21,8 +21,9 @@ impl Core {
                     return;
                 };
                 let runner = self.runners.get_mut(&id).expect("found by name");
-                runner.job_id = Some(job.id);
-                if runner.advance(RunnerState::Busy, now) {
+                let linked = runner.job_id.replace(job.id) != Some(job.id);
+                // A poll may have seen it busy first: the link to its job is news all the same.
+                if runner.advance(RunnerState::Busy, now) || linked {
                     let pool = runner.pool.clone();
                     self.backoff.online(&pool);
                     self.mark(&id);

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::domain::{JobId, Runner};
+use crate::domain::{JobId, Runner, RunnerState};
 
 use super::queue::{JobQueue, QueuedJob};
 
@@ -58,7 +58,11 @@ pub fn plan_launches(
         if r.state.holds_slot() {
             *pool_used.entry(r.pool.as_str()).or_default() += 1;
         }
-        if r.state.is_supply() && !r.draining {
+        // A runner GitHub reports busy before any delivery said with which job is running one
+        // of the queued jobs (most likely its own): until that delivery arrives it still
+        // counts against the queue, or a poll that beats the webhook launches a second runner.
+        let busy_unlinked = r.state == RunnerState::Busy && r.job_id.is_none();
+        if (r.state.is_supply() && !r.draining) || busy_unlinked {
             *supply.entry(r.pool.as_str()).or_default() += 1;
             if let Some(job) = r.launched_for {
                 covered.insert(job);

@@ -70,10 +70,14 @@ impl Core {
         if self.polling || self.starting_scopes().next().is_none() {
             return None;
         }
-        Some(
-            self.last_poll
-                .map_or(DateTime::<Utc>::MIN_UTC, |at| at + POLL_INTERVAL),
-        )
+        // The first poll a poll interval after the earliest start: nothing is online sooner.
+        let first = self
+            .runners
+            .values()
+            .filter(|r| r.state == RunnerState::Creating)
+            .map(|r| r.created_at)
+            .min()?;
+        Some(self.last_poll.unwrap_or(first) + POLL_INTERVAL)
     }
 
     pub(super) fn next_reconcile_at(&self) -> Option<DateTime<Utc>> {

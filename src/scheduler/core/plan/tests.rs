@@ -127,7 +127,9 @@ fn supply_already_on_the_way_is_not_launched_twice() {
 fn busy_runners_hold_slots_but_are_not_supply() {
     let mut q = JobQueue::default();
     q.insert(job(1, "a", 0, 0));
-    let rs = runners(vec![runner("b", "a", RunnerState::Busy, None)]);
+    let mut busy = runner("b", "a", RunnerState::Busy, None);
+    busy.job_id = Some(99); // its job's `in_progress` arrived: it runs job 99
+    let rs = runners(vec![busy]);
     assert!(
         plan_launches(&[pool("a", 1, 0)], &q, &rs, 10, &|_| true).is_empty(),
         "pool full"
@@ -172,4 +174,12 @@ fn draining_and_finished_runners_are_not_supply() {
         plan_launches(&[pool("a", 5, 0)], &q, &rs, 10, &|_| true).len(),
         1
     );
+}
+
+#[test]
+fn a_runner_busy_before_any_delivery_named_its_job_still_covers_the_job_it_was_launched_for() {
+    let mut q = JobQueue::default();
+    q.insert(job(1, "a", 0, 0));
+    let rs = runners(vec![runner("b", "a", RunnerState::Busy, Some(1))]);
+    assert!(plan_launches(&[pool("a", 5, 0)], &q, &rs, 10, &|_| true).is_empty());
 }

@@ -64,6 +64,9 @@ pub struct Harness {
     pub run_for: HashMap<JobId, Duration>,
     job_ends: BinaryHeap<Reverse<(DateTime<Utc>, JobId)>>,
     pending: VecDeque<Input>,
+    /// GitHub's `in_progress` deliveries are held back (a poll beats the webhook).
+    pub hold_deliveries: bool,
+    pub held: Vec<Job>,
     /// Checked before every launch is carried out (the property test's invariants).
     pub on_launch: Option<LaunchCheck>,
 }
@@ -110,6 +113,8 @@ impl Harness {
             run_for: HashMap::new(),
             job_ends: BinaryHeap::new(),
             pending: VecDeque::new(),
+            hold_deliveries: false,
+            held: Vec::new(),
             on_launch: None,
         };
         h.feed(Input::Restored {
@@ -147,6 +152,8 @@ impl Harness {
 
     /// Answers effects and lets GitHub assign until nothing more happens at this instant.
     fn settle(&mut self) {
+        // GitHub acts on its own time: runners that came online since are handed jobs first.
+        self.assign();
         loop {
             while let Some(input) = self.pending.pop_front() {
                 let effects = self.core.handle(input, self.now, &mut self.ids);
@@ -322,7 +329,11 @@ impl Harness {
                 self.job_ends.push(Reverse((self.now + *run, job.id)));
             }
             self.jobs.insert(job.id, job.clone());
-            self.pending.push_back(Input::Job(Box::new(job)));
+            if self.hold_deliveries {
+                self.held.push(job);
+            } else {
+                self.pending.push_back(Input::Job(Box::new(job)));
+            }
         }
     }
 

@@ -281,7 +281,36 @@ fn the_next_deadline_is_the_earliest_thing_due() {
     // Nothing starting: the next reconciliation, a minute after the one at start.
     assert_eq!(h.core.next_deadline(h.now), Some(h.now + minutes(1)));
     h.queue_job(1, "acme/app", LINUX, 0);
-    // A runner starting: the next poll (a poll just went out with the launch).
-    let next = h.core.next_deadline(h.now).unwrap();
-    assert!(next <= h.now + secs(1), "{next}");
+    // A runner starting: the first poll, a poll interval after the launch.
+    assert_eq!(h.core.next_deadline(h.now), Some(h.now + secs(1)));
+}
+
+#[test]
+fn a_poll_that_sees_the_runner_busy_before_the_webhook_launches_no_second_runner() {
+    let mut h = Harness::new(config(vec![pool("linux", LINUX, 3)], 10));
+    h.hold_deliveries = true;
+    // Online between two polls, and handed the job at once: the next poll sees it busy.
+    h.boot = Some(Duration::from_millis(10_500));
+    h.queue_job(1, "acme/app", LINUX, 0);
+    h.run_for(secs(20));
+    let runner = h.launches()[0].1.id.clone();
+    assert_eq!(
+        h.runner_state(&runner),
+        Some(RunnerState::Busy),
+        "seen busy by a poll"
+    );
+    assert_eq!(
+        h.launches().len(),
+        1,
+        "the job is still queued, but its runner runs it"
+    );
+    for job in std::mem::take(&mut h.held) {
+        h.feed(super::Input::Job(Box::new(job)));
+    }
+    assert_eq!(
+        h.saved_runners[&runner].job_id,
+        Some(1),
+        "the link is saved"
+    );
+    assert!(h.core.queue().is_empty());
 }
