@@ -39,12 +39,46 @@ pub const DEFAULT_RETAIN_EVENTS: i64 = 100_000;
 /// See [`DEFAULT_RETAIN_EVENTS`].
 pub const DEFAULT_RETAIN_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// What changed: the `type` of a live message (and of a WebSocket `types=` filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Webhook,
+    Job,
+    WorkflowRun,
+    Runner,
+    Pool,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Webhook,
+        EventKind::Job,
+        EventKind::WorkflowRun,
+        EventKind::Runner,
+        EventKind::Pool,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Webhook => "webhook",
+            EventKind::Job => "job",
+            EventKind::WorkflowRun => "workflow_run",
+            EventKind::Runner => "runner",
+            EventKind::Pool => "pool",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 /// One state change, as producers publish it: `{type, repository?, data}` on the wire.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveEvent {
-    /// `webhook`, `job`, `workflow_run`, `runner`, `pool`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: EventKind,
     /// The repository the change belongs to, if any (subscribers filter on it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
@@ -181,7 +215,7 @@ impl EventBus {
         let time = Utc::now();
         // Serialized outside the lock; the seq is spliced in front under it.
         let body = serde_json::to_string(&Body {
-            kind: event.kind,
+            kind: event.kind.as_str(),
             repository: &event.repository,
             time,
             data: &event.data,
@@ -196,7 +230,7 @@ impl EventBus {
         let seq = sequencer.last_seq;
         let message = Arc::new(BusMessage {
             seq,
-            kind: event.kind.to_owned(),
+            kind: event.kind.as_str().to_owned(),
             repository: event.repository,
             time,
             text: format!("{{\"seq\":{seq},{}", &body[1..]).into(),

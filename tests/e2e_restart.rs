@@ -164,20 +164,33 @@ async fn kill_9_with_a_busy_runner_and_orphans_leaves_nothing_behind_after_resta
         get(&client, format!("{base}/readyz")).await
     })
     .await;
-    until(60, "no container and no registration left", async || {
+    let left = || {
         let containers = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=runnerhub.instance={instance}"),
-            ])
+            .args(["ps", "-a", "--format", "{{.Names}} {{.Status}}", "--filter"])
+            .arg(format!("label=runnerhub.instance={instance}"))
             .output()
             .unwrap();
-        let none_left = containers.stdout.iter().all(|b| b.is_ascii_whitespace());
-        (none_left && sim.runners().is_empty()).then_some(())
-    })
-    .await;
+        let containers = String::from_utf8_lossy(&containers.stdout)
+            .trim()
+            .to_owned();
+        let registrations: Vec<String> = sim.runners().into_iter().map(|r| r.name).collect();
+        (containers, registrations)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (containers, registrations) = left();
+        if containers.is_empty() && registrations.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let runners = get(&client, format!("{base}/api/runners?all=true")).await;
+            panic!(
+                "left behind after the restart: containers [{containers}], registrations \
+                 {registrations:?}; runnerhub's records: {runners:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let runners = get(&client, format!("{base}/api/runners?all=true"))
         .await
         .unwrap();

@@ -5,13 +5,15 @@
 //!
 //! ```text
 //! {
-//!   "queue":   [Job…],     // queued + waiting jobs, highest priority first, then oldest (≤ 500)
+//!   "queue":   [Job…],     // queued + waiting jobs in the scheduler's order: aged priority,
+//!                          // then oldest (≤ 500)
 //!   "queue_total": 12,     // all pending jobs, even beyond the 500 listed
 //!   "running": [Job…],     // in-progress jobs, newest first (≤ 200)
 //!   "finished": [Job…],    // jobs completed in the last hour, latest first (≤ 25)
 //!   "runners": [Runner…],  // runners not yet removed (the scheduler's live state)
 //!   "pools":   [Pool…],    // configured pools with their counters
 //!   "limits":  {"max_runners": 20},
+//!   "scheduling": {"aging_per_minute": 1.0},  // the queue's order: priority + aging × minutes
 //!   "stats":   {"window_seconds": 3600, "jobs_completed": 40, "jobs_per_hour": 40.0,
 //!               "jobs_failed": 2, "p50_wait_seconds": 3.5 | null, "running": 3,
 //!               "queued": 12, "webhooks_failed": 0},
@@ -32,7 +34,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::domain::{Job, JobStatus};
+use crate::domain::{Job, JobStatus, queue_rank};
 use crate::scheduler::processor::job_json;
 use crate::store::JobFilter;
 
@@ -67,6 +69,16 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
 
     let mut queue = store.pending_jobs(one, SNAPSHOT_QUEUE_MAX).await?;
     queue.retain(&wanted);
+    // The scheduler's order (aging included), not the stored score alone.
+    let aging = config.priority.aging_per_minute;
+    queue.sort_by_key(|j| {
+        let queued_ms = j.created_at.unwrap_or(j.first_seen_at).timestamp_millis();
+        (
+            std::cmp::Reverse(queue_rank(j.priority, queued_ms, aging)),
+            queued_ms,
+            j.id,
+        )
+    });
     let mut running_jobs = store
         .list_jobs(&JobFilter {
             status: vec![JobStatus::InProgress],
@@ -158,6 +170,7 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
         "runners": runners,
         "pools": pools,
         "limits": {"max_runners": config.limits.max_runners},
+        "scheduling": {"aging_per_minute": aging},
         "stats": {
             "window_seconds": STATS_WINDOW_SECS,
             "jobs_completed": completed.len(),

@@ -88,9 +88,6 @@ const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// Read buffer per connection (tungstenite's default is 128 KiB, allocated and zeroed up
 /// front: 128 MiB for 1,000 clients who send a few bytes a minute). It grows for larger frames.
 const READ_BUFFER: usize = 4 * 1024;
-/// The state-change types a filter may name.
-pub const EVENT_TYPES: [&str; 5] = ["webhook", "job", "workflow_run", "runner", "pool"];
-
 /// Close code: bad query or request.
 pub const CLOSE_BAD_REQUEST: u16 = 4400;
 /// Close code: API tokens are set and none (or a wrong one) was given.

@@ -23,7 +23,7 @@ use super::processor::{Change, Processor};
 use crate::config::Config;
 use crate::docker::ContainerRuntime;
 use crate::domain::{Runner, RunnerId, RunnerState};
-use crate::events::{EventBus, LiveEvent};
+use crate::events::{EventBus, EventKind, LiveEvent};
 use crate::github::SharedGithub;
 use crate::store::Store;
 use crate::supervisor::{InjectedFaults, Supervisor};
@@ -42,6 +42,9 @@ const PROCESSOR_SWEEP: Duration = Duration::from_secs(1);
 /// can act on yet from spinning the loop; the ceiling bounds the effect of a wall-clock jump.
 const MIN_TICK_WAIT: Duration = Duration::from_millis(20);
 const MAX_TICK_WAIT: Duration = Duration::from_secs(30);
+/// Launches (JIT registration + container create and start) in flight at once; the rest of a
+/// burst waits its turn (see `benches/burst.rs` for what the engine does with more).
+pub(super) const LAUNCH_CONCURRENCY: usize = 8;
 
 /// What the scheduler needs from the outside world.
 pub struct SchedulerDeps {
@@ -67,6 +70,8 @@ pub struct Scheduler {
     last_pools: Vec<PoolStatus>,
     /// Where side-effect tasks report back.
     pub(super) inputs: mpsc::UnboundedSender<Input>,
+    /// Bounds launches in flight ([`LAUNCH_CONCURRENCY`]).
+    pub(super) launch_slots: Arc<tokio::sync::Semaphore>,
     /// Short-lived side-effect tasks (launch, teardown, polls), drained at shutdown.
     pub(super) tasks: TaskTracker,
     supervisor: Supervisor,
@@ -98,6 +103,7 @@ pub fn start(
         processor,
         last_pools: Vec::new(),
         inputs: inputs_tx,
+        launch_slots: Arc::new(tokio::sync::Semaphore::new(LAUNCH_CONCURRENCY)),
         tasks: supervisor.tracker().clone(),
         supervisor: supervisor.clone(),
         shutdown: shutdown.clone(),
@@ -290,7 +296,7 @@ impl Scheduler {
         }
         for pool in pools.iter().filter(|p| !self.last_pools.contains(p)) {
             self.deps.bus.publish(LiveEvent {
-                kind: "pool",
+                kind: EventKind::Pool,
                 repository: None,
                 data: serde_json::to_value(pool).unwrap_or_default(),
             });
@@ -326,7 +332,7 @@ impl Scheduler {
 /// The `runner` event clients see.
 pub fn runner_event(runner: &Runner) -> LiveEvent {
     LiveEvent {
-        kind: "runner",
+        kind: EventKind::Runner,
         repository: None,
         data: serde_json::json!({
             "id": runner.id, "pool": runner.pool, "state": runner.state.as_str(),

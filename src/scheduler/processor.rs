@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::domain::{
     Job, JobObservation, JobStatus, LabelSet, PriorityRules, Transition, WorkflowRun, select_pool,
 };
-use crate::events::{EventBus, LiveEvent};
+use crate::events::{EventBus, EventKind, LiveEvent};
 use crate::metrics as catalog;
 use crate::store::{DeliveryOutcome, PendingDelivery, ProcessedDelivery, ProcessingBatch, Store};
 use crate::webhook::payload;
@@ -301,7 +301,7 @@ impl Processor {
             metrics::histogram!(catalog::WEBHOOK_PROCESSING_DURATION_SECONDS, "event" => event)
                 .record(elapsed.as_secs_f64());
             self.bus.publish(LiveEvent {
-                kind: "webhook",
+                kind: EventKind::Webhook,
                 repository: d.repository.clone(),
                 data: json!({
                     "id": d.id, "delivery": d.delivery_id, "event": d.event, "action": d.action,
@@ -311,14 +311,14 @@ impl Processor {
             if let Some(Change::Job { job, transition }) = &decoded.change {
                 record_job_metrics(job, transition);
                 self.bus.publish(LiveEvent {
-                    kind: "job",
+                    kind: EventKind::Job,
                     repository: Some(job.repository.clone()),
                     data: job_json(job),
                 });
             }
             if let Some(Change::Run(run)) = &decoded.change {
                 self.bus.publish(LiveEvent {
-                    kind: "workflow_run",
+                    kind: EventKind::WorkflowRun,
                     repository: Some(run.repository.clone()),
                     data: serde_json::to_value(run).unwrap_or_default(),
                 });

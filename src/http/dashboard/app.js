@@ -40,6 +40,9 @@ function duration(seconds) {
   return Math.floor(seconds / 3600) + " h " + String(Math.floor((seconds % 3600) / 60)).padStart(2, "0") + " m";
 }
 const queuedAt = (j) => Date.parse(j.created_at || j.first_seen_at);
+// The scheduler's order: rule score plus aging per minute waited. Comparing two jobs at the
+// same instant, "now" cancels out, so the rank needs no clock and the order no re-sorting.
+const agedRank = (j) => j.priority - (state.agingPerMinute || 0) * queuedAt(j) / 60000;
 const isPending = (j) => j.status === "queued" || j.status === "waiting";
 
 // ---- connection ----
@@ -104,6 +107,7 @@ function applySnapshot(d) {
   state.stats = d.stats || {};
   state.queueTotal = d.queue_total || 0;
   state.limits = d.limits || {};
+  state.agingPerMinute = (d.scheduling && d.scheduling.aging_per_minute) || 0;
 }
 
 function upsertJob(j) {
@@ -140,7 +144,7 @@ function render() {
   const now = Date.now();
   const jobs = [...state.jobs.values()];
   const queue = jobs.filter(isPending)
-    .sort((a, b) => (b.priority - a.priority) || (queuedAt(a) - queuedAt(b)) || (a.id - b.id));
+    .sort((a, b) => (agedRank(b) - agedRank(a)) || (queuedAt(a) - queuedAt(b)) || (a.id - b.id));
   const running = jobs.filter((j) => j.status === "in_progress");
   const finished = jobs.filter((j) => j.status === "completed")
     .sort((a, b) => Date.parse(b.completed_at || b.updated_at) - Date.parse(a.completed_at || a.updated_at))

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::EVENT_TYPES;
+use crate::events::EventKind;
 
 /// What a client receives: repositories and types (`None`: all).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -42,8 +42,9 @@ pub(super) fn list(value: &str) -> Option<Vec<String>> {
 
 pub(super) fn check_types(types: &Option<Vec<String>>) -> Result<(), String> {
     for t in types.iter().flatten() {
-        if !EVENT_TYPES.contains(&t.as_str()) {
-            return Err(format!("unknown type `{t}`; use {}", EVENT_TYPES.join(",")));
+        if EventKind::parse(&t).is_none() {
+            let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(format!("unknown type `{t}`; use {}", known.join(",")));
         }
     }
     Ok(())
