@@ -42,7 +42,7 @@ pub(super) fn list(value: &str) -> Option<Vec<String>> {
 
 pub(super) fn check_types(types: &Option<Vec<String>>) -> Result<(), String> {
     for t in types.iter().flatten() {
-        if EventKind::parse(&t).is_none() {
+        if EventKind::parse(t).is_none() {
             let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
             return Err(format!("unknown type `{t}`; use {}", known.join(",")));
         }
