@@ -129,7 +129,6 @@ struct OutsideRunner {
     online: bool,
     busy_with: Option<usize>,
     container_running: bool,
-    container_exists: bool,
     launched_ms: i64,
     idle_since_ms: Option<i64>,
 }
@@ -162,6 +161,10 @@ struct Simulation<'a> {
     organization: Option<String>,
     outside: Vec<OutsideRunner>,
     by_id: HashMap<RunnerId, usize>,
+    /// Runners registered at GitHub, by scope, and runners whose container exists: what a poll
+    /// and a reconciliation list, without walking every runner ever launched.
+    registered: HashMap<String, BTreeSet<usize>>,
+    containers: BTreeSet<usize>,
     /// Idle online runners as (idle since ms, index), longest idle first.
     idle: BTreeSet<(i64, usize)>,
     results: Vec<Option<JobResult>>,
@@ -192,6 +195,8 @@ pub fn simulate(settings: &SimSettings, jobs: &[ReplayJob]) -> SimOutcome {
         },
         outside: Vec::new(),
         by_id: HashMap::new(),
+        registered: HashMap::new(),
+        containers: BTreeSet::new(),
         idle: BTreeSet::new(),
         results: vec![None; jobs.len()],
         lives: Vec::new(),
@@ -311,10 +316,9 @@ impl<'a> Simulation<'a> {
                 let r = &mut self.outside[runner];
                 let job = r.busy_with.take();
                 // Ephemeral: GitHub drops the registration, the runner process exits.
-                r.registered = false;
-                r.online = false;
                 r.container_running = false;
                 let (name, id) = (r.record.name.clone(), r.record.id.clone());
+                self.unregister(runner);
                 if let Some(job) = job
                     && matches!(self.jobs[job].fate, Fate::Runs { .. })
                 {
@@ -351,7 +355,7 @@ impl<'a> Simulation<'a> {
                         self.unregister(index);
                         let r = &mut self.outside[index];
                         r.container_running = false;
-                        r.container_exists = false;
+                        self.containers.remove(&index);
                         Teardown::Done
                     }
                     None => Teardown::Done,
@@ -361,9 +365,9 @@ impl<'a> Simulation<'a> {
             }
             Effect::ListContainers => {
                 let listed = self
-                    .outside
+                    .containers
                     .iter()
-                    .filter(|r| r.container_exists)
+                    .map(|&index| &self.outside[index])
                     .map(|r| ManagedContainer {
                         id: r.record.id.clone(),
                         name: r.record.name.clone(),
@@ -398,10 +402,12 @@ impl<'a> Simulation<'a> {
     }
 
     fn registered_at(&self, scope: &RunnerScope) -> Vec<RegisteredRunner> {
-        let path = scope.api_path();
-        self.outside
+        let Some(registered) = self.registered.get(&scope.api_path()) else {
+            return Vec::new();
+        };
+        registered
             .iter()
-            .filter(|r| r.registered && r.record.scope == path)
+            .map(|&index| &self.outside[index])
             .map(|r| RegisteredRunner {
                 id: r.github_id,
                 name: r.record.name.clone(),
@@ -423,11 +429,15 @@ impl<'a> Simulation<'a> {
             online: false,
             busy_with: None,
             container_running: true,
-            container_exists: true,
             launched_ms: self.now,
             idle_since_ms: None,
             record: runner.clone(),
         });
+        self.registered
+            .entry(runner.scope.clone())
+            .or_default()
+            .insert(index);
+        self.containers.insert(index);
         self.at(
             self.now + self.boot_ms,
             Happening::RunnerOnline { runner: index },
@@ -445,6 +455,9 @@ impl<'a> Simulation<'a> {
         let r = &mut self.outside[index];
         r.registered = false;
         r.online = false;
+        if let Some(set) = self.registered.get_mut(&r.record.scope) {
+            set.remove(&index);
+        }
         if let Some(since) = r.idle_since_ms.take() {
             self.idle.remove(&(since, index));
         }
