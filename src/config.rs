@@ -243,7 +243,10 @@ pub struct GithubConfig {
     pub token: Option<Secret>,
     /// GitHub App id (or client id), the JWT issuer.
     pub app_id: Option<String>,
-    /// GitHub App installation whose token is used.
+    /// GitHub App installation whose token is used for every call. Optional: without it each
+    /// call uses the App's installation on the repository's or organization's owner (the one
+    /// its deliveries name), found with `GET /app/installations`, so one App serves several
+    /// organizations.
     pub installation_id: Option<u64>,
     /// PEM file of the GitHub App's private key.
     pub private_key_path: Option<PathBuf>,

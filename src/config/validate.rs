@@ -123,15 +123,15 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
             "required when github.registration = \"organization\"",
         ));
     }
-    let app_keys = [
-        github.app_id.is_some(),
-        github.installation_id.is_some(),
-        github.private_key_path.is_some(),
-    ];
-    if app_keys.iter().any(|k| *k) && !app_keys.iter().all(|k| *k) {
+    // The installation is optional: without it each call uses the installation on the
+    // repository's owner (`GET /app/installations`), so one App serves several organizations.
+    if github.app_id.is_some() != github.private_key_path.is_some()
+        || (github.installation_id.is_some() && github.app_id.is_none())
+    {
         return Err(ConfigError::invalid(
             "github.app_id",
-            "GitHub App auth needs app_id, installation_id and private_key_path together",
+            "GitHub App auth needs app_id and private_key_path together (installation_id is \
+             optional: by default the installation on each repository's owner is used)",
         ));
     }
     let url = &config.database.url;

@@ -3,6 +3,7 @@
 //! The HTTP exchange itself lives in the client (it shares the retry loop); this module holds
 //! the key, signs JWTs and caches the installation token.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub(crate) enum Auth {
     /// `Authorization: Bearer <token>` with a personal access token (or any fixed token).
     Token(Secret),
     /// GitHub App: JWT → installation token, cached.
-    App(AppAuth),
+    App(Box<AppAuth>),
 }
 
 impl Auth {
@@ -36,11 +37,12 @@ impl Auth {
             return Ok(Auth::Token(token.clone()));
         }
         match (&cfg.app_id, cfg.installation_id, &cfg.private_key_path) {
-            (Some(app_id), Some(installation_id), Some(path)) => Ok(Auth::App(
+            (Some(app_id), installation_id, Some(path)) => Ok(Auth::App(Box::new(
                 AppAuth::from_pem_file(app_id, installation_id, path)?,
-            )),
+            ))),
             _ => anyhow::bail!(
-                "github: set `token` (GITHUB_TOKEN) or all of `app_id`, `installation_id` and `private_key_path`"
+                "github: set `token` (GITHUB_TOKEN) or `app_id` and `private_key_path` \
+                 (and optionally `installation_id`)"
             ),
         }
     }
@@ -50,20 +52,30 @@ impl Auth {
 pub(crate) struct AppAuth {
     /// The JWT issuer: app id or client id.
     app_id: String,
-    /// The installation whose token we use.
-    pub(crate) installation_id: u64,
+    /// The configured installation, used for every call. `None`: the installation on each
+    /// call's owner (`client/installations.rs`).
+    pub(crate) installation_id: Option<u64>,
     /// The parsed private key (never printed).
     key: EncodingKey,
-    /// The current installation token. A tokio mutex on purpose: it is held across the token
-    /// exchange so that concurrent callers wait for one refresh instead of each starting one.
-    pub(crate) cache: tokio::sync::Mutex<Option<InstallationToken>>,
+    /// The current token of each installation. A tokio mutex on purpose: it is held across
+    /// the token exchange so that concurrent callers wait for one refresh instead of each
+    /// starting one.
+    pub(crate) cache: tokio::sync::Mutex<HashMap<u64, InstallationToken>>,
+    /// The App's installations by account login (lowercase), and when they were listed.
+    pub(crate) installations: tokio::sync::Mutex<Option<InstallationIndex>>,
+}
+
+/// Which installation serves which account, from `GET /app/installations`.
+pub(crate) struct InstallationIndex {
+    pub(crate) by_account: HashMap<String, u64>,
+    pub(crate) listed_at: std::time::Instant,
 }
 
 impl AppAuth {
     /// Reads the PEM private key at `path` (PKCS#1 as GitHub issues it, or PKCS#8).
     pub(crate) fn from_pem_file(
         app_id: &str,
-        installation_id: u64,
+        installation_id: Option<u64>,
         path: &Path,
     ) -> anyhow::Result<Self> {
         // Key contents pasted where the path belongs would be printed by the error below.
@@ -89,7 +101,8 @@ impl AppAuth {
             app_id: app_id.to_owned(),
             installation_id,
             key,
-            cache: tokio::sync::Mutex::new(None),
+            cache: tokio::sync::Mutex::new(HashMap::new()),
+            installations: tokio::sync::Mutex::new(None),
         })
     }
 

@@ -21,6 +21,8 @@ const MAX_RUNNER_PAGES: u32 = 100;
 
 /// Webhooks and their deliveries (DESIGN §12): a child module, so it shares the retry loop.
 mod hooks;
+/// Which App installation serves a call (DESIGN §12: an App on several organizations).
+mod installations;
 
 /// The REST operations the scheduler and reconciler need. A trait so tests can use a fake.
 #[async_trait::async_trait]
@@ -119,7 +121,7 @@ struct RawResponse {
 }
 
 impl GithubClient {
-    /// Builds the client from `[github]`: a token (PAT) or `app_id` + `installation_id` +
+    /// Builds the client from `[github]`: a token (PAT) or `app_id` + (optional) `installation_id` +
     /// `private_key_path` (read now, so a bad key fails at start).
     pub fn from_config(cfg: &GithubConfig) -> anyhow::Result<Self> {
         let api_url = cfg.api_url.trim_end_matches('/').to_owned();
@@ -162,31 +164,37 @@ impl GithubClient {
         self.rate.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The `Authorization` value for a regular call: the PAT, or a (cached) installation token.
-    async fn authorization(&self) -> Result<Secret, GithubError> {
+    /// The `Authorization` value for a regular call on `path`: the PAT, or the (cached) token
+    /// of the App's installation on the path's owner (see `client/installations.rs`).
+    async fn authorization(&self, path: &str) -> Result<(Secret, Option<u64>), GithubError> {
         let app = match &self.auth {
-            Auth::Token(token) => return Ok(Secret::new(format!("Bearer {}", token.expose()))),
+            Auth::Token(token) => {
+                return Ok((Secret::new(format!("Bearer {}", token.expose())), None));
+            }
             Auth::App(app) => app,
         };
+        let installation = self.installation_for(app, path).await?;
         // Held across the exchange on purpose: concurrent callers share one refresh.
         let mut cached = app.cache.lock().await;
-        if let Some(token) = cached.as_ref().filter(|t| t.is_fresh(Utc::now())) {
-            return Ok(Secret::new(format!("Bearer {}", token.token.expose())));
+        if let Some(token) = cached.get(&installation).filter(|t| t.is_fresh(Utc::now())) {
+            let value = Secret::new(format!("Bearer {}", token.token.expose()));
+            return Ok((value, Some(installation)));
         }
-        let token = self.exchange_installation_token(app).await?;
+        let token = self.exchange_installation_token(app, installation).await?;
         let value = Secret::new(format!("Bearer {}", token.token.expose()));
-        *cached = Some(token);
-        Ok(value)
+        cached.insert(installation, token);
+        Ok((value, Some(installation)))
     }
 
     /// `POST /app/installations/{id}/access_tokens` with a fresh JWT.
     async fn exchange_installation_token(
         &self,
         app: &AppAuth,
+        installation_id: u64,
     ) -> Result<InstallationToken, GithubError> {
         let jwt = app.jwt(Utc::now())?;
         let bearer = Secret::new(format!("Bearer {}", jwt.expose()));
-        let path = format!("app/installations/{}/access_tokens", app.installation_id);
+        let path = format!("app/installations/{installation_id}/access_tokens");
         let resp = self
             .call_with(
                 "create_installation_token",
@@ -202,7 +210,7 @@ impl GithubClient {
         }
         let wire: WireInstallationToken = decode(&resp)?;
         tracing::info!(
-            installation_id = app.installation_id,
+            installation_id,
             expires_at = %wire.expires_at,
             "obtained a GitHub App installation token"
         );
@@ -222,11 +230,11 @@ impl GithubClient {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<RawResponse, GithubError> {
-        let authorization = self.authorization().await?;
+        let (authorization, installation) = self.authorization(path).await?;
         let resp = self
             .call_with(endpoint, method.clone(), path, query, body, &authorization)
             .await?;
-        let Auth::App(app) = &self.auth else {
+        let (Auth::App(app), Some(installation)) = (&self.auth, installation) else {
             return Ok(resp);
         };
         if resp.status != 401 {
@@ -234,10 +242,11 @@ impl GithubClient {
         }
         tracing::warn!(
             endpoint,
+            installation_id = installation,
             "GitHub refused the installation token; fetching a new one"
         );
-        app.cache.lock().await.take();
-        let authorization = self.authorization().await?;
+        app.cache.lock().await.remove(&installation);
+        let (authorization, _) = self.authorization(path).await?;
         self.call_with(endpoint, method, path, query, body, &authorization)
             .await
     }

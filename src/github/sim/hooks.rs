@@ -487,22 +487,18 @@ async fn app(State(shared): S) -> Json<Value> {
     Json(templates::app(app_id, &shared.state().hooks.app.events))
 }
 
-/// The App's installations: one per configured owner (the first is the simulator's
-/// installation id), or one on `acme` when no owner is configured.
+/// The App's installations: one per configured owner (ids from the simulator's installation
+/// id on), or one on `acme` when no owner is configured.
 async fn installations(State(shared): S) -> Json<Value> {
     let app_id = shared.config.app.as_ref().map_or(1, |a| a.app_id);
-    let installation_id = shared.state().installation_id;
-    let owners: Vec<String> = if shared.config.owners.is_empty() {
-        vec!["acme".into()]
-    } else {
-        shared.config.owners.clone()
-    };
-    let list: Vec<Value> = owners
+    let list: Vec<Value> = shared
+        .state()
+        .installations
         .iter()
-        .take(1)
         .enumerate()
-        .map(|(i, owner)| {
-            templates::installation(installation_id + i as u64, app_id, owner, 1_000 + i as u64)
+        .map(|(i, (id, account))| {
+            let account = if account.is_empty() { "acme" } else { account };
+            templates::installation(*id, app_id, account, 1_000 + i as u64)
         })
         .collect();
     Json(json!(list))

@@ -240,6 +240,7 @@ impl Simulator {
             None => None,
         };
         let installation_id = config.app.as_ref().map_or(1, |a| a.installation_id);
+        let state = SimState::with_owners(installation_id, &config.owners);
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -251,7 +252,7 @@ impl Simulator {
             }),
             config,
             base_url,
-            state: Mutex::new(SimState::new(installation_id)),
+            state: Mutex::new(state),
             faults: Mutex::new(faults::FaultState::default()),
             jwt,
             runner_wakeup: Notify::new(),
@@ -326,6 +327,19 @@ impl SimHandle {
     /// The App's hook URL, if set.
     pub fn app_hook_url(&self) -> Option<String> {
         self.shared.state().hooks.app.url.clone()
+    }
+
+    /// The installations that got a token, one entry per token issued.
+    pub fn issued_tokens(&self) -> Vec<u64> {
+        let mut issued: Vec<u64> = self
+            .shared
+            .state()
+            .token_installations
+            .values()
+            .copied()
+            .collect();
+        issued.sort();
+        issued
     }
 
     /// The events the App subscribes to (its settings on GitHub).

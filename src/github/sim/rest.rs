@@ -161,10 +161,16 @@ async fn gate(State(shared): S, req: Request, next: Next) -> Response {
                     .installation_tokens
                     .get(t)
                     .is_some_and(|exp| *exp > now);
-            if known {
-                Ok(())
-            } else {
+            if !known {
                 Err(GhError(StatusCode::UNAUTHORIZED, "Bad credentials".into()))
+            } else if !installation_covers(&shared, t, path_owner(req.uri().path())) {
+                // An installation's token is good for its own account's repositories only.
+                Err(GhError(
+                    StatusCode::FORBIDDEN,
+                    "Resource not accessible by integration".into(),
+                ))
+            } else {
+                Ok(())
             }
         }
     };
@@ -220,6 +226,30 @@ async fn gate(State(shared): S, req: Request, next: Next) -> Response {
     h.insert("x-ratelimit-reset", HeaderValue::from(reset));
     h.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
     response
+}
+
+/// The owner of a `/repos/{owner}/…` or `/orgs/{owner}/…` path.
+fn path_owner(path: &str) -> Option<String> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some("repos" | "orgs"), Some(owner)) => Some(owner.to_owned()),
+        _ => None,
+    }
+}
+
+/// Whether `token` may act on `owner`: PATs anywhere; an installation token on its account.
+fn installation_covers(shared: &Shared, token: &str, owner: Option<String>) -> bool {
+    let state = shared.state();
+    let Some(id) = state.token_installations.get(token) else {
+        return true;
+    };
+    let account = state
+        .installations
+        .iter()
+        .find(|(i, _)| i == id)
+        .map(|(_, a)| a.clone())
+        .unwrap_or_default();
+    account.is_empty() || owner.is_none_or(|o| o.eq_ignore_ascii_case(&account))
 }
 
 /// The scope of a `/repos/{owner}/{repo}` or `/orgs/{org}` path; 404 for owners we do not know.
@@ -547,10 +577,16 @@ fn visible_deliveries(
 }
 
 fn delivery_json(shared: &Shared, d: &DeliveryRecord) -> Value {
+    let installation_id = {
+        let state = shared.state();
+        d.repository
+            .as_deref()
+            .map_or(state.installation_id, |r| state.installation_of(r))
+    };
     json!({
         "id": d.id, "guid": d.guid, "delivered_at": templates::ts(d.delivered_at), "redelivery": d.redelivery,
         "duration": d.duration, "status": d.status, "status_code": d.status_code, "event": d.event,
-        "action": d.action, "installation_id": shared.state().installation_id, "repository_id": d.repository_id,
+        "action": d.action, "installation_id": installation_id, "repository_id": d.repository_id,
         "throttled_at": null,
     })
 }
@@ -620,12 +656,13 @@ async fn redeliver(State(shared): S, Path(p): Params) -> GhResult<impl IntoRespo
 async fn access_token(State(shared): S, Path(p): Params) -> GhResult<impl IntoResponse> {
     let wanted = id_param(&p, "installation_id")?;
     let mut state = shared.state();
-    if wanted != state.installation_id || shared.config.app.is_none() {
+    if !state.installations.iter().any(|(id, _)| *id == wanted) || shared.config.app.is_none() {
         return Err(GhError::not_found());
     }
     let token = format!("ghs_{}", uuid::Uuid::new_v4().simple());
     let expires_at = Utc::now() + chrono::Duration::hours(1);
     state.installation_tokens.insert(token.clone(), expires_at);
+    state.token_installations.insert(token.clone(), wanted);
     Ok((
         StatusCode::CREATED,
         Json(templates::access_token(&token, expires_at)),

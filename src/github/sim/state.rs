@@ -194,6 +194,11 @@ pub struct SimState {
     repos: HashMap<String, u64>,
     /// Installation tokens issued, with their expiry.
     pub installation_tokens: HashMap<String, DateTime<Utc>>,
+    /// The App's installations: id and account login (empty: every account, the one
+    /// installation of a simulator that knows no owners).
+    pub installations: Vec<(u64, String)>,
+    /// The installation each issued installation token belongs to.
+    pub token_installations: HashMap<String, u64>,
     /// Installed webhooks and the App's hook.
     pub hooks: super::hooks::HookRegistry,
     next_pull_number: u64,
@@ -203,6 +208,8 @@ impl SimState {
     pub fn new(installation_id: u64) -> Self {
         Self {
             installation_id,
+            installations: vec![(installation_id, String::new())],
+            token_installations: HashMap::new(),
             next_runner_id: 1,
             next_job_id: FIRST_JOB_ID,
             next_run_id: FIRST_RUN_ID,
@@ -220,6 +227,20 @@ impl SimState {
         }
     }
 
+    /// A state whose App is installed on each of `owners` (ids from `installation_id` on), or
+    /// once for every account when there are none.
+    pub fn with_owners(installation_id: u64, owners: &[String]) -> Self {
+        let mut state = Self::new(installation_id);
+        if !owners.is_empty() {
+            state.installations = owners
+                .iter()
+                .enumerate()
+                .map(|(i, owner)| (installation_id + i as u64, owner.clone()))
+                .collect();
+        }
+        state
+    }
+
     /// Stable id of a label name (case-insensitive), as in `labels[].id`.
     pub fn label_id(&mut self, name: &str) -> u64 {
         let next = self.labels.len() as u64 + 1;
@@ -233,6 +254,15 @@ impl SimState {
             .repos
             .entry(full_name.to_ascii_lowercase())
             .or_insert(next)
+    }
+
+    /// The installation on `repository`'s owner (what a delivery's `installation.id` says).
+    pub fn installation_of(&self, repository: &str) -> u64 {
+        let owner = repository.split('/').next().unwrap_or_default();
+        self.installations
+            .iter()
+            .find(|(_, account)| account.eq_ignore_ascii_case(owner))
+            .map_or(self.installation_id, |(id, _)| *id)
     }
 
     pub fn next_delivery_id(&mut self) -> u64 {
@@ -498,7 +528,12 @@ impl SimState {
             action: None,
             repository: Some(repository.into()),
             repository_id: Some(repo_id),
-            payload: templates::push(repository, repo_id, branch, self.installation_id),
+            payload: templates::push(
+                repository,
+                repo_id,
+                branch,
+                self.installation_of(repository),
+            ),
         }
     }
 
@@ -517,7 +552,7 @@ impl SimState {
                 repo_id,
                 number,
                 branch,
-                self.installation_id,
+                self.installation_of(repository),
             ),
         }
     }
@@ -530,7 +565,12 @@ impl SimState {
             action: Some(action.into()),
             repository: Some(job.spec.repository.clone()),
             repository_id: Some(repo_id),
-            payload: templates::workflow_job(&job, action, repo_id, self.installation_id),
+            payload: templates::workflow_job(
+                &job,
+                action,
+                repo_id,
+                self.installation_of(&job.spec.repository),
+            ),
         }
     }
 
@@ -542,7 +582,12 @@ impl SimState {
             action: Some(action.into()),
             repository: Some(run.repository.clone()),
             repository_id: Some(repo_id),
-            payload: templates::workflow_run(&run, action, repo_id, self.installation_id),
+            payload: templates::workflow_run(
+                &run,
+                action,
+                repo_id,
+                self.installation_of(&run.repository),
+            ),
         }
     }
 }
