@@ -12,7 +12,12 @@ const LINUX: &[&str] = &["self-hosted", "linux", "x64"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_deliveries_were_all_lost_is_found_run_and_completed() {
-    let e = e2e::start(&pool("linux", LINUX, ""), "catch_up_interval = \"1s\"").await;
+    // Redelivery off: this test is about what catch-up alone recovers.
+    let e = e2e::start(
+        &pool("linux", LINUX, ""),
+        "catch_up_interval = \"1s\"\nredeliver_interval = \"0s\"",
+    )
+    .await;
     // A first job announced normally: runnerhub now knows the repository.
     let spec = || JobSpec::new("acme/api", LINUX).with_duration(Duration::from_millis(500));
     let first = e.sim.enqueue_job(spec()).unwrap();

@@ -169,7 +169,12 @@ async fn missed_in(
             Ok(Some(at_github)) => {
                 missed.extend(missed_delivery(repository, &at_github, Some(job.status)));
             }
-            Ok(None) => {} // its run was deleted: nothing to learn
+            Ok(None) => {
+                // Its run was deleted: GitHub will never complete it, so it is closed here
+                // (else it stays queued, or its runner busy, for good).
+                tracing::warn!(%repository, job = job.id, "catch-up: job gone at GitHub (404); closing it");
+                missed.extend(gone_delivery(repository, &job));
+            }
             Err(error) => {
                 let error = CatchUpError::from(error);
                 if stops_the_pass(&error) {
@@ -246,6 +251,21 @@ fn missed_delivery(repository: &str, job: &Value, ours: Option<JobStatus>) -> Op
     })
 }
 
+/// The `completed` delivery that closes a job GitHub no longer knows (404): no conclusion,
+/// completed now, keyed so that it is made once.
+fn gone_delivery(repository: &str, job: &Job) -> Option<NewDelivery> {
+    let rest = json!({
+        "id": job.id, "run_id": job.run_id, "run_attempt": job.run_attempt,
+        "name": job.name, "workflow_name": job.workflow_name, "labels": job.labels,
+        "status": "completed", "conclusion": null, "created_at": job.created_at,
+        "started_at": job.started_at, "completed_at": Utc::now(),
+        "runner_name": job.runner_name,
+    });
+    let mut delivery = missed_delivery(repository, &rest, Some(job.status))?;
+    delivery.delivery_id = format!("catch-up:{}:gone", job.id);
+    Some(delivery)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +288,39 @@ mod tests {
         assert_eq!(made.delivery_id, "catch-up:1:completed");
         assert_eq!(made.action.as_deref(), Some("completed"));
         assert!(missed_delivery("o/r", &rest_job(1, "requested"), None).is_none());
+    }
+
+    #[test]
+    fn a_job_gone_at_github_is_closed_by_a_made_up_completed_delivery() {
+        let now = Utc::now();
+        let job = Job {
+            id: 5,
+            run_id: 9,
+            run_attempt: 1,
+            repository: "o/r".into(),
+            workflow_name: Some("ci".into()),
+            name: "build".into(),
+            labels: vec!["self-hosted".into()],
+            priority: 0,
+            pool: Some("linux".into()),
+            status: JobStatus::Queued,
+            conclusion: None,
+            runner_id: None,
+            runner_name: None,
+            runner_group_name: None,
+            created_at: Some(now),
+            started_at: None,
+            completed_at: None,
+            first_seen_at: now,
+            updated_at: now,
+        };
+        let made = gone_delivery("o/r", &job).unwrap();
+        assert_eq!(made.delivery_id, "catch-up:5:gone");
+        let observed =
+            crate::webhook::payload::workflow_job(&made.payload.text().unwrap()).unwrap();
+        assert_eq!((observed.id, observed.action), (5, JobStatus::Completed));
+        assert_eq!(observed.conclusion, None);
+        assert_eq!(observed.labels, ["self-hosted"]);
     }
 
     #[test]
