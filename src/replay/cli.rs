@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 
 use super::export::{ReadOnlyDatabase, Window};
+use super::html::{self, series::RunSeries};
 use super::sim::{SimSettings, simulate};
 use super::stats::{Report, summarise};
 use super::workload::{self, Workload};
@@ -44,6 +45,9 @@ pub struct ReplayArgs {
     /// A second configuration to compare with, on the same recorded traffic.
     #[arg(long)]
     pub compare: Option<PathBuf>,
+    /// Also write a self-contained HTML report with charts here (stdout is unchanged).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// Replay and export never receive webhooks, so a configuration without a webhook secret (a
@@ -75,11 +79,16 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         Some(boot) => boot,
         None => recorded_boot_time(&base).await.unwrap_or(DEFAULT_BOOT_TIME),
     };
-    let base_run = replay_under(&base, &args.events, boot)?;
+    let base_run = Replayed::run(&base, &args.events, boot, args.html.is_some())?;
     let other_run = other
         .as_ref()
-        .map(|c| replay_under(c, &args.events, boot))
+        .map(|c| Replayed::run(c, &args.events, boot, args.html.is_some()))
         .transpose()?;
+    if let Some(path) = &args.html {
+        write_html(&args, boot, path, &base_run, other_run.as_ref())?;
+    }
+    let base_run = (base_run.workload, base_run.report);
+    let other_run = other_run.map(|r| (r.workload, r.report));
     if args.json {
         let value = match &other_run {
             Some((_, other)) => serde_json::json!({ "base": base_run.1, "other": other }),
@@ -121,13 +130,66 @@ pub fn replay_under(
     events: &Path,
     boot: Duration,
 ) -> anyhow::Result<(Workload, Report)> {
-    let file = std::fs::File::open(events)
-        .with_context(|| format!("cannot open the events file {}", events.display()))?;
-    let workload = workload::load(config, BufReader::new(file))
-        .with_context(|| format!("events file {}", events.display()))?;
-    let settings = SimSettings::from_config(config, boot)?;
-    let outcome = simulate(&settings, &workload.jobs);
-    let names: Vec<String> = config.pools.iter().map(|p| p.name.clone()).collect();
-    let report = summarise(&workload, &outcome, &names);
-    Ok((workload, report))
+    let run = Replayed::run(config, events, boot, false)?;
+    Ok((run.workload, run.report))
+}
+
+/// One configuration's replay, with what the HTML report draws when it is asked for.
+struct Replayed {
+    workload: Workload,
+    report: Report,
+    /// Taken from the simulation's outcome, which is dropped (its timeline is the bulk).
+    series: Option<RunSeries>,
+}
+
+impl Replayed {
+    fn run(config: &Config, events: &Path, boot: Duration, charts: bool) -> anyhow::Result<Self> {
+        let file = std::fs::File::open(events)
+            .with_context(|| format!("cannot open the events file {}", events.display()))?;
+        let workload = workload::load(config, BufReader::new(file))
+            .with_context(|| format!("events file {}", events.display()))?;
+        let settings = SimSettings::from_config(config, boot)?;
+        let outcome = simulate(&settings, &workload.jobs);
+        let names: Vec<String> = config.pools.iter().map(|p| p.name.clone()).collect();
+        let report = summarise(&workload, &outcome, &names);
+        let series = charts.then(|| RunSeries::from_outcome(&outcome, &names));
+        Ok(Replayed {
+            workload,
+            report,
+            series,
+        })
+    }
+}
+
+fn write_html(
+    args: &ReplayArgs,
+    boot: Duration,
+    path: &Path,
+    base: &Replayed,
+    other: Option<&Replayed>,
+) -> anyhow::Result<()> {
+    fn run(r: &Replayed) -> Option<html::Run<'_>> {
+        r.series.as_ref().map(|series| html::Run {
+            report: &r.report,
+            series,
+        })
+    }
+    let (Some(base_run), other_run) = (run(base), other.and_then(run)) else {
+        anyhow::bail!("internal: the replay kept no series for the HTML report");
+    };
+    let source = html::Source {
+        events: &args.events,
+        boot,
+        base_config: &args.config,
+        other_config: args.compare.as_deref(),
+    };
+    let page = html::render(&source, &base.workload.counts, base_run, other_run);
+    std::fs::write(path, &page)
+        .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
+    eprintln!(
+        "HTML report written to {} ({} KB)",
+        path.display(),
+        page.len().div_ceil(1024)
+    );
+    Ok(())
 }

@@ -7,11 +7,13 @@
 //! - [`workload`]: deliveries folded into jobs (arrival, run time, or cancelled while queued).
 //! - [`sim`]: the discrete-event simulation; no clock, no IO.
 //! - [`stats`], [`report`]: the summary (`--json` keys fixed by DESIGN §11) and its text.
+//! - [`html`]: `--html`, the same numbers with charts in one self-contained page.
 //! - [`export`]: `runnerhub events export`, the audit log as `events.ndjson`, read-only.
 //! - [`cli`]: the two commands.
 
 pub mod cli;
 pub mod export;
+pub mod html;
 pub mod input;
 pub mod report;
 pub mod sim;

@@ -7,22 +7,8 @@ use super::workload::Counts;
 
 /// Text for one configuration, or two side by side.
 pub fn render(counts: &Counts, base: &Report, other: Option<(&str, &Report)>) -> String {
-    let mut out = String::new();
-    let skipped: u64 = counts.skipped_events.values().sum();
-    let _ = writeln!(
-        out,
-        "{} deliveries: {} jobs simulated, {} cancelled while queued; not simulated: {} no pool \
-         serves, {} unfinished (no completed delivery), {} without a run time; {} duplicates \
-         counted once, {} deliveries of other events skipped",
-        counts.deliveries,
-        base.overall.jobs,
-        base.cancelled,
-        counts.no_pool,
-        counts.unfinished,
-        counts.without_run_time,
-        counts.duplicates,
-        skipped
-    );
+    let mut out = counts_line(counts, base);
+    out.push('\n');
     let mut sections: Vec<(String, &Summary, Option<&Summary>)> = vec![(
         "all pools".into(),
         &base.overall,
@@ -62,6 +48,24 @@ pub fn render(counts: &Counts, base: &Report, other: Option<(&str, &Report)>) ->
         }
     }
     out
+}
+
+/// What the log held and what of it was simulated (shared with the HTML report).
+pub fn counts_line(counts: &Counts, base: &Report) -> String {
+    let skipped: u64 = counts.skipped_events.values().sum();
+    format!(
+        "{} deliveries: {} jobs simulated, {} cancelled while queued; not simulated: {} no pool \
+         serves, {} unfinished (no completed delivery), {} without a run time; {} duplicates \
+         counted once, {} deliveries of other events skipped",
+        counts.deliveries,
+        base.overall.jobs,
+        base.cancelled,
+        counts.no_pool,
+        counts.unfinished,
+        counts.without_run_time,
+        counts.duplicates,
+        skipped
+    )
 }
 
 fn rows(s: &Summary) -> Vec<(&'static str, String)> {
