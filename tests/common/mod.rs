@@ -1,6 +1,7 @@
 //! Shared test harness: a daemon on 127.0.0.1:0 with a temp database, signed deliveries.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod daemon;
 pub mod e2e;
 pub mod github_stub;

@@ -43,7 +43,7 @@ pub fn render(
     base: Run<'_>,
     other: Option<Run<'_>>,
 ) -> String {
-    let labels = Labels::new(source);
+    let labels = Labels::new();
     let mut page = String::with_capacity(256 * 1024);
     let _ = write!(
         page,
@@ -121,21 +121,18 @@ static EMPTY: Summary = Summary {
     peak_runners: 0,
 };
 
-/// How the two configurations are named on the page: `base` and `other` (the `--json` keys)
-/// with their file names.
+/// How the two configurations are named on the page: `base` and `other`, the `--json` keys
+/// (the header maps them to their files; file names can be long and alike).
 struct Labels {
     base: String,
     other: String,
 }
 
 impl Labels {
-    fn new(source: &Source<'_>) -> Labels {
+    fn new() -> Labels {
         Labels {
-            base: format!("base · {}", file_name(source.base_config)),
-            other: source
-                .other_config
-                .map(|p| format!("other · {}", file_name(p)))
-                .unwrap_or_default(),
+            base: "base".into(),
+            other: "other".into(),
         }
     }
 }
@@ -155,21 +152,23 @@ fn header(
 <dl class="sources">
 <dt>events</dt><dd><code>{events_path}</code></dd>
 <dt>boot time</dt><dd id="boot-time">{boot}</dd>
-<dt><span class="key base"></span>{base_label}</dt><dd><code data-config="base">{base_path}</code> · {base_window}</dd>
+<dt><span class="key base"></span>{base_label} · {base_file}</dt><dd><code data-config="base">{base_path}</code> · {base_window}</dd>
 "#,
         events = escape(&file_name(source.events)),
         events_path = escape(&source.events.display().to_string()),
         boot = humantime::format_duration(source.boot),
         base_label = escape(&labels.base),
+        base_file = escape(&file_name(source.base_config)),
         base_path = escape(&source.base_config.display().to_string()),
         base_window = window(base.series),
     );
     if let (Some(o), Some(path)) = (other, source.other_config) {
         let _ = write!(
             page,
-            r#"<dt><span class="key other"></span>{label}</dt><dd><code data-config="other">{path}</code> · {window}</dd>
+            r#"<dt><span class="key other"></span>{label} · {file}</dt><dd><code data-config="other">{path}</code> · {window}</dd>
 "#,
             label = escape(&labels.other),
+            file = escape(&file_name(path)),
             path = escape(&path.display().to_string()),
             window = window(o.series),
         );
@@ -231,7 +230,7 @@ fn section(
         .collect();
     let queue_figure = figure(
         "Queue depth",
-        "jobs queued, the most at any moment",
+        "jobs waiting for a runner",
         &legend_lines,
         &svg::queue_chart(key, frame, &queue),
     );
@@ -251,7 +250,7 @@ fn section(
         .collect();
     let waits_figure = figure(
         "Queue waits",
-        "share of served jobs that waited at most this long; dots at p50, p95, p99",
+        "cumulative; dots at p50, p95, p99",
         &legend_lines,
         &svg::wait_chart(key, &waits),
     );
@@ -267,7 +266,7 @@ fn section(
         };
         runner_figures.push(figure(
             &title,
-            "runners that exist, the most at any moment",
+            "runners that exist",
             bands,
             &svg::runners_chart(
                 key,

@@ -152,12 +152,6 @@ pub fn wait_chart(pool: &str, curves: &[(Curve<'_, [(f64, f64)]>, WaitSeconds)])
         );
         tick += step;
     }
-    let _ = write!(
-        svg,
-        r#"<text class="axis-label" x="{x:.1}" y="{y:.1}" text-anchor="end">wait, queued → started</text>"#,
-        x = WIDTH - RIGHT,
-        y = TOP + 10.0,
-    );
     if curves.iter().all(|(c, _)| c.data.is_empty()) {
         let _ = write!(
             svg,
@@ -205,7 +199,7 @@ fn open(chart: &str, pool: &str, config: Option<&str>, what: &str) -> String {
         .map(|c| format!(r#" data-config="{c}""#))
         .unwrap_or_default();
     format!(
-        r#"<svg class="chart" data-chart="{chart}" data-pool="{pool}"{config} viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{what}, {pool}" xmlns="http://www.w3.org/2000/svg">"#,
+        r#"<svg class="chart" data-chart="{chart}" data-pool="{pool}"{config} viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{what}, {pool}">"#,
         pool = escape(pool),
     )
 }
