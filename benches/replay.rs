@@ -2,7 +2,10 @@
 //! completed) over a simulated month on three pools, through `replay_under` — the code
 //! `runnerhub replay` runs. Prints the wall time of the replay and the peak resident memory.
 //!
-//! `cargo bench --bench replay -- [--jobs 100000]`
+//! With `--html FILE`, then runs `runnerhub replay --html FILE` on the same events (the binary,
+//! as a user would) and prints the page's size and the command's time.
+//!
+//! `cargo bench --bench replay -- [--jobs 100000] [--html report.html]`
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -131,4 +134,38 @@ fn main() {
         report.overall.peak_runners
     );
     assert_eq!(report.overall.served, jobs, "every job served");
+    if let Some(page) = args
+        .iter()
+        .position(|a| a == "--html")
+        .and_then(|i| args.get(i + 1))
+    {
+        html_report(dir.path(), &events, std::path::Path::new(page));
+    }
+}
+
+fn html_report(dir: &std::path::Path, events: &std::path::Path, page: &std::path::Path) {
+    let config = dir.join("bench.toml");
+    std::fs::write(&config, POOLS).unwrap();
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runnerhub"))
+        .arg("replay")
+        .arg("--config")
+        .arg(&config)
+        .arg("--events")
+        .arg(events)
+        .args(["--boot-time", "10s", "--html"])
+        .arg(page)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "  runnerhub replay --html {}: {:.0} KB, {:.2} s (the replay included)",
+        page.display(),
+        std::fs::metadata(page).unwrap().len() as f64 / 1024.0,
+        started.elapsed().as_secs_f64()
+    );
 }
