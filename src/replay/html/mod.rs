@@ -165,8 +165,7 @@ fn header(
     if let (Some(o), Some(path)) = (other, source.other_config) {
         let _ = write!(
             page,
-            r#"<dt><span class="key other"></span>{label} · {file}</dt><dd><code data-config="other">{path}</code> · {window}</dd>
-"#,
+            r#"<dt><span class="key other"></span>{label} · {file}</dt><dd><code data-config="other">{path}</code> · {window}</dd>"#,
             label = escape(&labels.other),
             file = escape(&file_name(path)),
             path = escape(&path.display().to_string()),
@@ -235,7 +234,7 @@ fn section(
         &svg::queue_chart(key, frame, &queue),
     );
 
-    let waits: Vec<(Curve<'_, [(f64, f64)]>, WaitSeconds)> = runs
+    let waits: Vec<svg::WaitCurve<'_>> = runs
         .iter()
         .map(|(config, label, s, summary)| {
             (
@@ -361,7 +360,7 @@ const ROWS: [(&str, &str); 9] = [
 fn json_value(summary: &Summary, key: &str) -> serde_json::Value {
     let all = serde_json::to_value(summary).unwrap_or_default();
     key.split('.')
-        .fold(Some(&all), |v, k| v.and_then(|v| v.get(k)))
+        .try_fold(&all, |v, k| v.get(k))
         .cloned()
         .unwrap_or_default()
 }

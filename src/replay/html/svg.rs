@@ -114,8 +114,11 @@ pub fn runners_max(buckets: &[&Buckets]) -> u32 {
         .unwrap_or(0)
 }
 
+/// A wait CDF (`(seconds, share)` points) and the percentiles marked on it.
+pub type WaitCurve<'a> = (Curve<'a, [(f64, f64)]>, WaitSeconds);
+
 /// The distribution of queue waits (CDF), one curve per configuration, p50/p95/p99 marked.
-pub fn wait_chart(pool: &str, curves: &[(Curve<'_, [(f64, f64)]>, WaitSeconds)]) -> String {
+pub fn wait_chart(pool: &str, curves: &[WaitCurve<'_>]) -> String {
     let longest = curves
         .iter()
         .filter_map(|(c, _)| c.data.last())
