@@ -100,8 +100,9 @@ pub fn render(
         );
     }
     page.push_str(
-        "<footer>Written by <code>runnerhub replay --html</code>. Over time, each point is the \
-         largest value within its slice of the window, so short peaks stay visible. Times in \
+        "<footer>Written by <code>runnerhub replay --html</code>. Over time, the window is cut \
+         into at most 600 slices: lines and bands show each slice's time-weighted mean, the \
+         shading and the dark line its maximum, so short peaks stay visible. Times in \
          UTC.</footer>\n</body></html>\n",
     );
     page
@@ -229,7 +230,7 @@ fn section(
         .collect();
     let queue_figure = figure(
         "Queue depth",
-        "jobs waiting for a runner",
+        "mean; shaded: the most",
         &legend_lines,
         &svg::queue_chart(key, frame, &queue),
     );
@@ -265,7 +266,7 @@ fn section(
         };
         runner_figures.push(figure(
             &title,
-            "runners that exist",
+            "mean; line: the most",
             bands,
             &svg::runners_chart(
                 key,

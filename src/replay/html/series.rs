@@ -3,11 +3,12 @@
 //! needs a few hundred points per chart.
 //!
 //! Over time: the replay window is cut into at most [`BUCKETS`] equal buckets and each keeps,
-//! per pool, the *maximum* of every series over the bucket (including the state carried in
-//! from the bucket before), so a short spike of the queue or of the runners is never smoothed
-//! away; a replay with few changes is drawn exactly. The runner bands are stacked maxima
-//! (busy, busy + starting, busy + starting + idle), each edge the maximum of its own sum, so
-//! the top edge is the most runners that existed in the bucket.
+//! per pool, two values of every series: its time-weighted *mean* over the bucket (what was
+//! typical: over a month, a queue that is 1 for seconds at every arrival is ~0, not 1) and its
+//! *maximum* (including the state carried in from the bucket before), so a short spike is never
+//! smoothed away. A replay with few changes is drawn exactly. The runner series are stacked sums
+//! (busy, busy + starting, busy + starting + idle), each reduced on its own, so the top edge is
+//! the runners that existed.
 //!
 //! Waits: the empirical CDF at most [`CDF_POINTS`] points (nearest-rank quantiles of the
 //! sorted waits; every wait when there are fewer).
@@ -19,27 +20,51 @@ pub const BUCKETS: usize = 600;
 /// Points of a wait CDF.
 pub const CDF_POINTS: usize = 400;
 
-/// One pool's (or all pools') series over time, bucketed.
+/// One pool's (or all pools') series over time, bucketed: the maximum and the mean of each.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Buckets {
     pub start_ms: i64,
     /// Width of a bucket; bucket `i` covers `start_ms + i * bucket_ms ..` one bucket on.
     pub bucket_ms: f64,
-    pub queued: Vec<u32>,
-    pub busy: Vec<u32>,
+    pub max: Series<u32>,
+    pub mean: Series<f64>,
+}
+
+/// The four series of one reduction, one value per bucket.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series<T> {
+    pub queued: Vec<T>,
+    pub busy: Vec<T>,
     /// Busy + starting (launched, not yet online).
-    pub busy_starting: Vec<u32>,
+    pub busy_starting: Vec<T>,
     /// Busy + starting + idle: every runner that exists.
-    pub runners: Vec<u32>,
+    pub runners: Vec<T>,
+}
+
+impl<T: Clone + Default> Series<T> {
+    fn zeros(count: usize) -> Self {
+        Series {
+            queued: vec![T::default(); count],
+            busy: vec![T::default(); count],
+            busy_starting: vec![T::default(); count],
+            runners: vec![T::default(); count],
+        }
+    }
+}
+
+/// The stacked values of a sample, in [`Series`] order.
+fn stacked(s: PoolSample) -> [u32; 4] {
+    let busy_starting = s.busy + s.starting;
+    [s.queued, s.busy, busy_starting, busy_starting + s.idle]
 }
 
 impl Buckets {
     pub fn len(&self) -> usize {
-        self.queued.len()
+        self.max.queued.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queued.is_empty()
+        self.max.queued.is_empty()
     }
 
     pub fn end_ms(&self) -> f64 {
@@ -126,6 +151,7 @@ fn bucket(
     pick: impl Fn(&[PoolSample]) -> PoolSample,
 ) -> Buckets {
     let span = (end - start).max(1);
+    let end = start + span;
     // A replay shorter than BUCKETS milliseconds gets one bucket per millisecond.
     let count = BUCKETS.min(span as usize);
     let bucket_ms = span as f64 / count as f64;
@@ -133,22 +159,37 @@ fn bucket(
         let offset = (at - start).clamp(0, span) as f64;
         ((offset / bucket_ms) as usize).min(count - 1)
     };
-    let mut out = Buckets {
-        start_ms: start,
-        bucket_ms,
-        queued: vec![0; count],
-        busy: vec![0; count],
-        busy_starting: vec![0; count],
-        runners: vec![0; count],
-    };
+    let mut max = Series::<u32>::zeros(count);
+    // Time × value per bucket, divided by the bucket's width at the end.
+    let mut area = Series::<f64>::zeros(count);
     let mut keep_max = |i: usize, s: PoolSample| {
-        let busy_starting = s.busy + s.starting;
-        out.queued[i] = out.queued[i].max(s.queued);
-        out.busy[i] = out.busy[i].max(s.busy);
-        out.busy_starting[i] = out.busy_starting[i].max(busy_starting);
-        out.runners[i] = out.runners[i].max(busy_starting + s.idle);
+        let [q, b, bs, r] = stacked(s);
+        max.queued[i] = max.queued[i].max(q);
+        max.busy[i] = max.busy[i].max(b);
+        max.busy_starting[i] = max.busy_starting[i].max(bs);
+        max.runners[i] = max.runners[i].max(r);
+    };
+    // Adds `s` held over `[from, to)` to the areas of the buckets it overlaps.
+    let mut hold = |from: i64, to: i64, s: PoolSample| {
+        let (from, to) = (from.clamp(start, end), to.clamp(start, end));
+        if to <= from {
+            return;
+        }
+        let values = stacked(s).map(f64::from);
+        for i in index(from)..=index(to - 1) {
+            let bucket_start = start as f64 + i as f64 * bucket_ms;
+            let overlap =
+                (to as f64).min(bucket_start + bucket_ms) - (from as f64).max(bucket_start);
+            if overlap > 0.0 {
+                area.queued[i] += values[0] * overlap;
+                area.busy[i] += values[1] * overlap;
+                area.busy_starting[i] += values[2] * overlap;
+                area.runners[i] += values[3] * overlap;
+            }
+        }
     };
     let mut current = PoolSample::default();
+    let mut since = start;
     // Buckets up to `filled` have seen the state carried into them.
     let mut filled = 0;
     for (n, (at, samples)) in timeline.iter().enumerate() {
@@ -165,14 +206,28 @@ fn bucket(
                 keep_max(filled, current);
             }
         }
+        hold(since, *at, current);
         current = pick(samples);
+        since = *at;
         keep_max(i, current);
     }
     while filled + 1 < count {
         filled += 1;
         keep_max(filled, current);
     }
-    out
+    hold(since, end, current);
+    let per_ms = |v: Vec<f64>| v.into_iter().map(|a| a / bucket_ms).collect();
+    Buckets {
+        start_ms: start,
+        bucket_ms,
+        max,
+        mean: Series {
+            queued: per_ms(area.queued),
+            busy: per_ms(area.busy),
+            busy_starting: per_ms(area.busy_starting),
+            runners: per_ms(area.runners),
+        },
+    }
 }
 
 /// The empirical CDF of waits (ms in, seconds out), at most [`CDF_POINTS`] points.
@@ -217,22 +272,33 @@ mod tests {
         ];
         let b = bucket(&timeline, 0, 6_000_000, first);
         assert_eq!(b.len(), BUCKETS);
-        assert_eq!(b.queued[99], 1);
-        assert_eq!(b.queued[100], 9);
+        let max = &b.max;
+        assert_eq!(max.queued[99], 1);
+        assert_eq!(max.queued[100], 9);
         assert_eq!(
-            (b.busy[100], b.busy_starting[100], b.runners[100]),
+            (max.busy[100], max.busy_starting[100], max.runners[100]),
             (2, 3, 3)
         );
-        assert_eq!(b.queued[101], 1, "the state after the spike carries on");
-        assert_eq!(b.runners[599], 3);
+        assert_eq!(max.queued[101], 1, "the state after the spike carries on");
+        assert_eq!(max.runners[599], 3);
+        // The mean of bucket 100: 9 for 1 s, then 1 for 9 s.
+        let mean = &b.mean;
+        assert!(
+            (mean.queued[100] - 1.8).abs() < 1e-9,
+            "{}",
+            mean.queued[100]
+        );
+        assert!((mean.queued[99] - 1.0).abs() < 1e-9);
+        assert!((mean.runners[100] - 3.0).abs() < 1e-9);
     }
 
     #[test]
     fn a_short_replay_is_drawn_exactly() {
         let timeline = vec![(10, sample(2, 0, 0, 0)), (12, sample(0, 0, 0, 2))];
         let b = bucket(&timeline, 10, 15, first);
-        assert_eq!(b.queued, vec![2, 2, 0, 0, 0]);
-        assert_eq!(b.busy, vec![0, 0, 2, 2, 2]);
+        assert_eq!(b.max.queued, vec![2, 2, 0, 0, 0]);
+        assert_eq!(b.max.busy, vec![0, 0, 2, 2, 2]);
+        assert_eq!(b.mean.queued, vec![2.0, 2.0, 0.0, 0.0, 0.0]);
     }
 
     #[test]
@@ -242,7 +308,13 @@ mod tests {
             .collect();
         let b = bucket(&timeline, 0, 500_000 * 5_000, first);
         assert_eq!(b.len(), BUCKETS);
-        assert!(b.queued.iter().all(|q| *q == 6));
+        assert!(b.max.queued.iter().all(|q| *q == 6));
+        // 0..6 evenly, and a bucket holds a whole number of 7-sample cycles or close to it.
+        assert!(
+            b.mean.queued.iter().all(|q| (q - 3.0).abs() < 0.1),
+            "{:?}",
+            b.mean.queued
+        );
     }
 
     #[test]

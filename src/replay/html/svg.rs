@@ -50,11 +50,12 @@ impl Plot {
     }
 }
 
-/// Queue depth over time, one line per configuration, on one scale.
+/// Queue depth over time, on one scale for both configurations: per configuration, the mean
+/// of each slice as a line over a light area up to its maximum.
 pub fn queue_chart(pool: &str, frame: TimeFrame, curves: &[Curve<'_, Buckets>]) -> String {
     let most = curves
         .iter()
-        .flat_map(|c| c.data.queued.iter())
+        .flat_map(|c| c.data.max.queued.iter())
         .max()
         .copied()
         .unwrap_or(0);
@@ -62,10 +63,19 @@ pub fn queue_chart(pool: &str, frame: TimeFrame, curves: &[Curve<'_, Buckets>]) 
     let mut svg = open("queue", pool, None, "queue depth over time");
     axes_over_time(&mut svg, &plot);
     for c in curves {
-        let d = step_path(&plot, c.data, &c.data.queued, false);
+        let peak = step_path(&plot, c.data, &as_f64(&c.data.max.queued), true);
         let _ = write!(
             svg,
-            r#"<path class="line {config}" data-config="{config}" d="{d}"><title>queued jobs, {label}</title></path>"#,
+            r#"<path class="peak {config}" data-config="{config}" d="{peak}"><title>most jobs queued, {label}</title></path>"#,
+            config = c.config,
+            label = escape(c.label),
+        );
+    }
+    for c in curves {
+        let mean = step_path(&plot, c.data, &c.data.mean.queued, false);
+        let _ = write!(
+            svg,
+            r#"<path class="line {config}" data-config="{config}" d="{mean}"><title>jobs queued (mean), {label}</title></path>"#,
             config = c.config,
             label = escape(c.label),
         );
@@ -74,8 +84,9 @@ pub fn queue_chart(pool: &str, frame: TimeFrame, curves: &[Curve<'_, Buckets>]) 
     svg
 }
 
-/// Runners over time for one configuration: busy, starting and idle stacked; `y_max` is shared
-/// with the other configuration's chart so the two compare at a glance.
+/// Runners over time for one configuration: the means of busy, starting and idle stacked, and
+/// a line at the most runners; `y_max` is shared with the other configuration's chart so the
+/// two compare at a glance.
 pub fn runners_chart(
     pool: &str,
     frame: TimeFrame,
@@ -88,27 +99,38 @@ pub fn runners_chart(
     let b = curve.data;
     // Painted back to front: each band is the area under its cumulative edge.
     for (class, edge, what) in [
-        ("idle", &b.runners, "idle"),
-        ("starting", &b.busy_starting, "starting"),
-        ("busy", &b.busy, "busy"),
+        ("idle", &b.mean.runners, "idle"),
+        ("starting", &b.mean.busy_starting, "starting"),
+        ("busy", &b.mean.busy, "busy"),
     ] {
         let d = step_path(&plot, b, edge, true);
         let _ = write!(
             svg,
-            r#"<path class="band {class}" data-config="{config}" d="{d}"><title>runners {what}, {label}</title></path>"#,
+            r#"<path class="band {class}" data-config="{config}" d="{d}"><title>runners {what} (mean), {label}</title></path>"#,
             config = curve.config,
             label = escape(curve.label),
         );
     }
+    let d = step_path(&plot, b, &as_f64(&b.max.runners), false);
+    let _ = write!(
+        svg,
+        r#"<path class="line most" data-config="{config}" d="{d}"><title>most runners, {label}</title></path>"#,
+        config = curve.config,
+        label = escape(curve.label),
+    );
     svg.push_str("</svg>");
     svg
+}
+
+fn as_f64(values: &[u32]) -> Vec<f64> {
+    values.iter().copied().map(f64::from).collect()
 }
 
 /// The most runners of either configuration, for [`runners_chart`]'s shared scale.
 pub fn runners_max(buckets: &[&Buckets]) -> u32 {
     buckets
         .iter()
-        .flat_map(|b| b.runners.iter())
+        .flat_map(|b| b.max.runners.iter())
         .max()
         .copied()
         .unwrap_or(0)
@@ -217,26 +239,27 @@ fn time_plot(frame: TimeFrame, most: u32) -> Plot {
 }
 
 /// A step line (or the area under it) through the buckets: flat over each bucket, one vertical
-/// move where the value changes, so flat stretches cost nothing.
-fn step_path(plot: &Plot, b: &Buckets, values: &[u32], area: bool) -> String {
+/// move where the drawn value changes, so flat stretches cost nothing.
+fn step_path(plot: &Plot, b: &Buckets, values: &[f64], area: bool) -> String {
     let x_at = |i: usize| plot.x(b.start_ms as f64 + b.bucket_ms * i as f64);
-    let base = plot.y(0.0);
-    let first = values.first().copied().unwrap_or(0);
+    let y_at = |v: f64| format!("{:.1}", plot.y(v));
+    let base = y_at(0.0);
+    let mut last = y_at(values.first().copied().unwrap_or(0.0));
     let mut d = if area {
-        format!("M{:.1},{base:.1}V{:.1}", x_at(0), plot.y(first.into()))
+        format!("M{:.1},{base}V{last}", x_at(0))
     } else {
-        format!("M{:.1},{:.1}", x_at(0), plot.y(first.into()))
+        format!("M{:.1},{last}", x_at(0))
     };
-    let mut last = first;
     for (i, v) in values.iter().enumerate().skip(1) {
-        if *v != last {
-            let _ = write!(d, "H{:.1}V{:.1}", x_at(i), plot.y((*v).into()));
-            last = *v;
+        let y = y_at(*v);
+        if y != last {
+            let _ = write!(d, "H{:.1}V{y}", x_at(i));
+            last = y;
         }
     }
     let _ = write!(d, "H{:.1}", x_at(values.len()));
     if area {
-        let _ = write!(d, "V{base:.1}Z");
+        let _ = write!(d, "V{base}Z");
     }
     d
 }
@@ -359,17 +382,14 @@ mod tests {
         let b = Buckets {
             start_ms: 0,
             bucket_ms: 1.0,
-            queued: vec![0; 4],
-            busy: vec![1, 1, 3, 3],
-            busy_starting: vec![0; 4],
-            runners: vec![0; 4],
+            ..Buckets::default()
         };
         let plot = Plot {
             x_min: 0.0,
             x_max: 4.0,
             y_max: 3.0,
         };
-        let d = step_path(&plot, &b, &b.busy, false);
+        let d = step_path(&plot, &b, &[1.0, 1.0, 3.0, 3.0], false);
         assert_eq!(d.matches('V').count(), 1, "{d}");
         assert!(d.ends_with(&format!("H{:.1}", WIDTH - RIGHT)), "{d}");
     }
