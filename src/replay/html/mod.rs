@@ -230,7 +230,7 @@ fn section(
         .collect();
     let queue_figure = figure(
         "Queue depth",
-        "mean; shaded: the most",
+        "mean; shaded: most",
         &legend_lines,
         &svg::queue_chart(key, frame, &queue),
     );
@@ -260,13 +260,13 @@ fn section(
     let mut runner_figures = Vec::new();
     for (config, label, s, _) in &runs {
         let title = if runs.len() > 1 {
-            format!("Runners — {}", escape(label))
+            format!("Runners · {}", escape(label))
         } else {
             "Runners".to_owned()
         };
         runner_figures.push(figure(
             &title,
-            "mean; line: the most",
+            "mean; line: most",
             bands,
             &svg::runners_chart(
                 key,
