@@ -133,13 +133,16 @@ struct OutsideRunner {
     idle_since_ms: Option<i64>,
 }
 
-/// Runner ids in replay: a counter, so that runs repeat exactly.
+/// Runner ids in replay: a counter, so that runs repeat exactly. Eight digits first: a runner's
+/// name keeps the first eight alphanumerics of its id ([`Runner::name_for`]), and names must
+/// differ (the core finds the runner a delivery names by its name; `replay-100` and
+/// `replay-10` once shared one and jobs were linked to the wrong runner).
 struct Counter(usize);
 
 impl RunnerIds for Counter {
     fn next_runner_id(&mut self) -> RunnerId {
         self.0 += 1;
-        format!("replay-{}", self.0)
+        format!("{:08}-replay", self.0)
     }
 }
 

@@ -248,3 +248,41 @@ fn timeline_samples_queue_and_runners() {
     let queued_max = outcome.timeline.iter().map(|(_, p)| p[0].queued).max();
     assert_eq!((busy_max, queued_max), (Some(1), Some(2)));
 }
+
+#[test]
+fn replay_runner_names_are_unique() {
+    let mut ids = Counter(0);
+    let names: std::collections::HashSet<String> = (0..200_000)
+        .map(|_| Runner::name_for("linux", &ids.next_runner_id()))
+        .collect();
+    assert_eq!(names.len(), 200_000);
+}
+
+#[test]
+fn a_replay_repeats_exactly() {
+    let s = settings(vec![pool("linux", LINUX, 3)], 10);
+    let jobs: Vec<_> = (1..=300)
+        .map(|id| {
+            job(
+                id,
+                "linux",
+                LINUX,
+                id % 3 * 50,
+                id * 7 * SECOND,
+                (id % 5 + 1) * MINUTE,
+            )
+        })
+        .collect();
+    let first = simulate(&s, &jobs);
+    let second = simulate(&s, &jobs);
+    assert_eq!(waits(&first), waits(&second));
+    let peak = first
+        .timeline
+        .iter()
+        .map(|(_, p)| p[0].starting + p[0].idle + p[0].busy)
+        .max();
+    assert!(
+        peak <= Some(3),
+        "never more runners than the pool allows: {peak:?}"
+    );
+}
