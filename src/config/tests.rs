@@ -88,7 +88,7 @@ fn bad_values_name_the_key() {
             "pools[1].name",
         ),
         (
-            "[github]\nregistration = \"organization\"",
+            "[github]\nregistration = \"organization\"\n[[pools]]\nname = \"a\"\nlabels = [\"x\"]\nmin_idle = 1",
             "github.organization",
         ),
         (

@@ -117,10 +117,23 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
             format!("`{}` is not an http(s) URL", github.api_url),
         ));
     }
-    if github.registration == Registration::Organization && github.organization.is_none() {
+    // Runners for jobs register with the job's owner; only warm runners (min_idle, prewarm_on)
+    // have no job to take an owner from.
+    if github.registration == Registration::Organization
+        && github.organization.is_none()
+        && let Some(pool) = config
+            .pools
+            .iter()
+            .find(|p| p.min_idle > 0 || !p.prewarm_on.is_empty())
+    {
         return Err(ConfigError::invalid(
             "github.organization",
-            "required when github.registration = \"organization\"",
+            format!(
+                "required when github.registration = \"organization\" and a pool keeps warm \
+                 runners (pool `{}` has min_idle or prewarm_on): a job's runner registers \
+                 with the job's owner, a warm runner with this organization",
+                pool.name
+            ),
         ));
     }
     // The installation is optional: without it each call uses the installation on the

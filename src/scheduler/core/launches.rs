@@ -123,16 +123,17 @@ impl Core {
         }
     }
 
-    /// Where a runner for a job of `repository` registers.
+    /// Where a runner for a job of `repository` registers: the repository, or with
+    /// organization registration the organization that owns it (DESIGN §12: a GitHub App
+    /// installed on several organizations registers each job's runner with its own owner).
     pub(super) fn job_scope(&self, repository: &str) -> Option<RunnerScope> {
+        let repo_scope = RunnerScope::repository(repository)?;
         match self.config.github.registration {
-            Registration::Organization => self
-                .config
-                .github
-                .organization
-                .as_deref()
-                .map(RunnerScope::organization),
-            Registration::Repository => RunnerScope::repository(repository),
+            Registration::Organization => match repo_scope {
+                RunnerScope::Repository { owner, .. } => Some(RunnerScope::organization(&owner)),
+                org => Some(org),
+            },
+            Registration::Repository => Some(repo_scope),
         }
     }
 

@@ -314,3 +314,31 @@ fn a_poll_that_sees_the_runner_busy_before_the_webhook_launches_no_second_runner
     );
     assert!(h.core.queue().is_empty());
 }
+
+#[test]
+fn with_organization_registration_each_job_registers_with_its_own_owner() {
+    let mut cfg = config(vec![pool("linux", LINUX, 4)], 10);
+    cfg.github.registration = crate::config::Registration::Organization;
+    cfg.github.organization = None;
+    let mut h = Harness::new(cfg);
+    h.queue_job(1, "acme/app", LINUX, 0);
+    h.queue_job(2, "globex/site", LINUX, 0);
+    let scopes: Vec<(Option<i64>, String)> = h
+        .launches()
+        .into_iter()
+        .map(|(_, r)| (r.launched_for, r.scope))
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            (Some(1), "orgs/acme".to_owned()),
+            (Some(2), "orgs/globex".to_owned())
+        ]
+    );
+    h.run_for(secs(30));
+    assert_eq!(
+        h.core.queue().len(),
+        0,
+        "both taken by their own org's runner"
+    );
+}
