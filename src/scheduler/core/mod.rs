@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::docker::ManagedContainer;
-use crate::domain::{Job, Runner, RunnerId, RunnerState};
+use crate::domain::{Job, JobId, Runner, RunnerId, RunnerState};
 use crate::github::{RegisteredRunner, RunnerScope};
 
 pub use self::reconcile::{POLL_INTERVAL, RECONCILE_INTERVAL};
@@ -90,6 +90,12 @@ pub enum Input {
     Drain { runner_id: RunnerId },
     /// A reloaded configuration: pools, limits and rules apply from this step on.
     Reconfigured(Arc<Config>),
+    /// In a fleet, another instance claimed this queued job: it launches for it, this one
+    /// forgets it (it comes back if the claim is released).
+    ClaimedElsewhere { job_id: JobId },
+    /// In a fleet, launches stop while this instance cannot reach the database (its claims
+    /// would fail, and the others may soon take its jobs over), and resume after.
+    LaunchesPaused(bool),
     /// The time of [`Core::next_deadline`] has come.
     Tick,
 }
@@ -152,6 +158,8 @@ pub struct Core {
     reconciling: bool,
     /// When the next full reconciliation is due (`None`: now).
     next_reconcile: Option<DateTime<Utc>>,
+    /// No launches ([`Input::LaunchesPaused`]).
+    launches_paused: bool,
     effects: Vec<Effect>,
 }
 
@@ -171,6 +179,7 @@ impl Core {
             last_poll: None,
             reconciling: false,
             next_reconcile: None,
+            launches_paused: false,
             effects: Vec::new(),
         }
     }
@@ -228,6 +237,10 @@ impl Core {
             Input::GithubRunners { full, observed } => self.on_github_runners(full, observed, now),
             Input::Drain { runner_id } => self.drain(&runner_id, now),
             Input::Reconfigured(config) => self.config = config,
+            Input::ClaimedElsewhere { job_id } => {
+                self.queue.remove(job_id);
+            }
+            Input::LaunchesPaused(paused) => self.launches_paused = paused,
             Input::Tick => self.on_tick(now),
         }
     }
