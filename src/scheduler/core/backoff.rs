@@ -24,10 +24,21 @@ pub enum BackoffKey {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Backoff {
     failures: u32,
     until: DateTime<Utc>,
+    /// The first failure of this run of failures: how long launches have been failing.
+    since: DateTime<Utc>,
+    /// The last failure's message, for people (`/api/webhooks/health`).
+    cause: String,
+}
+
+/// A run of consecutive failures that no success has ended yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failing<'a> {
+    pub since: DateTime<Utc>,
+    pub cause: &'a str,
 }
 
 #[derive(Debug, Default)]
@@ -41,13 +52,25 @@ pub fn delay_after(failures: u32) -> Duration {
 }
 
 impl Backoffs {
-    pub fn record_failure(&mut self, key: BackoffKey, now: DateTime<Utc>) {
+    pub fn record_failure(&mut self, key: BackoffKey, cause: String, now: DateTime<Utc>) {
         let entry = self.0.entry(key).or_insert(Backoff {
             failures: 0,
             until: now,
+            since: now,
+            cause: String::new(),
         });
         entry.failures += 1;
         entry.until = now + delay_after(entry.failures);
+        entry.cause = cause;
+    }
+
+    /// Whether launches under `key` have failed since their last success, since when and why
+    /// (whether or not the current pause has ended).
+    pub fn failing(&self, key: &BackoffKey) -> Option<Failing<'_>> {
+        self.0.get(key).map(|b| Failing {
+            since: b.since,
+            cause: &b.cause,
+        })
     }
 
     /// GitHub registered a runner of `pool` at `scope`: that scope is fine again.

@@ -39,7 +39,7 @@ pub use self::reconcile::{POLL_INTERVAL, RECONCILE_INTERVAL};
 use self::backoff::Backoffs;
 use self::outcomes::{LaunchFailure, Launched, Teardown, TeardownRequest};
 use self::queue::JobQueue;
-use self::status::PoolStatus;
+use self::status::{PoolStatus, Stalls};
 
 /// Where new runner ids come from: UUIDs in the daemon, a counter in replay. The core takes no
 /// randomness it is not given.
@@ -152,6 +152,8 @@ pub struct Core {
     reconciling: bool,
     /// When the next full reconciliation is due (`None`: now).
     next_reconcile: Option<DateTime<Utc>>,
+    /// Pools with queued jobs they cannot launch for (see [`status`]).
+    stalls: Stalls,
     effects: Vec<Effect>,
 }
 
@@ -171,6 +173,7 @@ impl Core {
             last_poll: None,
             reconciling: false,
             next_reconcile: None,
+            stalls: Stalls::default(),
             effects: Vec::new(),
         }
     }
@@ -197,6 +200,7 @@ impl Core {
             self.apply(input, now);
         }
         self.schedule(now, ids);
+        self.check_stalls(now);
         self.start_teardowns(now);
         self.flush();
         std::mem::take(&mut self.effects)
@@ -241,6 +245,7 @@ impl Core {
             self.next_teardown_retry(),
             self.next_poll(),
             self.next_reconcile_at(),
+            self.next_stall_check(),
         ]
         .into_iter()
         .flatten()
@@ -285,6 +290,7 @@ impl Core {
                     busy: count(&[RunnerState::Busy]),
                     queued: self.queue.pool_len(&p.name),
                     consecutive_failures: self.backoff.pool_failures(&p.name),
+                    stalled: self.stalls.stalled(&p.name).cloned(),
                 }
             })
             .collect()

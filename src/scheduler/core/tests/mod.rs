@@ -4,6 +4,7 @@
 mod harness;
 mod property;
 mod purity;
+mod stalls;
 
 use std::time::Duration;
 
