@@ -24,10 +24,12 @@ pub enum BackoffKey {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Backoff {
     failures: u32,
     until: DateTime<Utc>,
+    /// What the last failure said, for a waiting job's `wait_detail`.
+    last_error: String,
 }
 
 #[derive(Debug, Default)]
@@ -41,13 +43,23 @@ pub fn delay_after(failures: u32) -> Duration {
 }
 
 impl Backoffs {
-    pub fn record_failure(&mut self, key: BackoffKey, now: DateTime<Utc>) {
+    pub fn record_failure(&mut self, key: BackoffKey, now: DateTime<Utc>, error: &str) {
         let entry = self.0.entry(key).or_insert(Backoff {
             failures: 0,
             until: now,
+            last_error: String::new(),
         });
         entry.failures += 1;
         entry.until = now + delay_after(entry.failures);
+        error.clone_into(&mut entry.last_error);
+    }
+
+    /// While `key` backs off: what its last failure said.
+    pub fn backing_off_after(&self, key: &BackoffKey, now: DateTime<Utc>) -> Option<&str> {
+        self.0
+            .get(key)
+            .filter(|b| b.until > now)
+            .map(|b| b.last_error.as_str())
     }
 
     /// GitHub registered a runner of `pool` at `scope`: that scope is fine again.
