@@ -135,8 +135,14 @@ pub const LAUNCH_FAILURE_REASONS: &[&str] = &[
     "other",
 ];
 /// Kinds of [`RETENTION_ROWS_PRUNED_TOTAL`].
-pub const RETENTION_KINDS: [&str; 5] =
-    ["deliveries", "forged_deliveries", "jobs", "runs", "runners"];
+pub const RETENTION_KINDS: [&str; 6] = [
+    "deliveries",
+    "forged_deliveries",
+    "jobs",
+    "runs",
+    "runners",
+    "redeliveries",
+];
 /// Job conclusions GitHub documents; anything else is counted as `other`.
 const CONCLUSIONS: &[&str] = &[
     "success",

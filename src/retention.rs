@@ -102,6 +102,7 @@ pub struct PruneReport {
     pub jobs: u64,
     pub runs: u64,
     pub runners: u64,
+    pub redeliveries: u64,
     /// Bytes given back to the filesystem (SQLite; the file shrinks at the next checkpoint).
     pub reclaimed_bytes: u64,
     /// False when shutdown stopped the pass before it was done (the next one continues).
@@ -116,12 +117,18 @@ impl PruneReport {
             Prunable::Jobs => &mut self.jobs,
             Prunable::Runs => &mut self.runs,
             Prunable::Runners => &mut self.runners,
+            Prunable::Redeliveries => &mut self.redeliveries,
         } += rows;
     }
 
     /// Rows deleted, all kinds together.
     pub fn rows(&self) -> u64 {
-        self.deliveries + self.forged_deliveries + self.jobs + self.runs + self.runners
+        self.deliveries
+            + self.forged_deliveries
+            + self.jobs
+            + self.runs
+            + self.runners
+            + self.redeliveries
     }
 }
 

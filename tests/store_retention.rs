@@ -205,3 +205,48 @@ async fn only_completed_jobs_and_runs_and_removed_runners_go() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn redelivery_asks_go_once_last_asked_before_the_cutoff() {
+    on_both_backends(|store| async move {
+        let mut seen = Observed::default();
+        let ask = |guid: &str, last_ms| RedeliveryAsk {
+            delivery_guid: guid.to_owned(),
+            kind: "repository".to_owned(),
+            owner: "octo/app".to_owned(),
+            hook_id: 7,
+            event: "push".to_owned(),
+            action: None,
+            asks: 1,
+            attempt_id: 1,
+            first_asked_at: at(0),
+            last_asked_at: at(last_ms),
+            next_ask_at: None,
+            recovered_at: None,
+        };
+        for (guid, last_ms) in [
+            ("old-1", 0),
+            ("old-2", 1),
+            ("old-3", 2),
+            ("asked-again", 2_000),
+        ] {
+            store
+                .save_redelivery_ask(&ask(guid, last_ms))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            prune_in_pairs(&store, Prunable::Redeliveries).await,
+            vec![2, 1]
+        );
+        let guids: Vec<String> = ["old-1", "old-2", "old-3", "asked-again"]
+            .map(String::from)
+            .to_vec();
+        let left = store.redelivery_asks(&guids).await.unwrap();
+        let left: Vec<&str> = left.iter().map(|a| a.delivery_guid.as_str()).collect();
+        assert_eq!(left, ["asked-again"]);
+        seen.note("asks left", &left);
+        seen
+    })
+    .await;
+}

@@ -67,6 +67,7 @@ async fn cleanup(
             "jobs": report.jobs,
             "runs": report.runs,
             "runners": report.runners,
+            "redeliveries": report.redeliveries,
         },
         "older_than": older_than,
         "before": cutoffs.history,

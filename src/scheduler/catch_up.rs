@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::domain::{Job, JobStatus};
 use crate::github::{GithubApi, GithubError, RunnerScope, SharedGithub};
 use crate::store::{JobFilter, Store};
-use crate::webhook::intake::NewDelivery;
+use crate::webhook::intake::{NewDelivery, Settled};
 use crate::webhook::payload_codec::Payload;
 
 /// The first pass after start: soon, but after the scheduler has restored its state.
@@ -238,6 +238,16 @@ fn missed_delivery(repository: &str, job: &Value, ours: Option<JobStatus>) -> Op
         "workflow_job": job,
         "repository": {"full_name": repository},
     });
+    // The same label bounds as a webhook's: GitHub's API could hand back what no delivery
+    // would be scheduled with, and the job is then recorded but never scheduled.
+    let labels: Vec<&str> = job
+        .get("labels")
+        .and_then(Value::as_array)
+        .map(|labels| labels.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let settled = crate::domain::check_job_labels(&labels)
+        .err()
+        .map(|why| Settled::Ignored(format!("refused for scheduling: {why}")));
     Some(NewDelivery {
         delivery_id: format!("catch-up:{id}:{}", status.as_str()),
         event: "workflow_job".into(),
@@ -247,7 +257,7 @@ fn missed_delivery(repository: &str, job: &Value, ours: Option<JobStatus>) -> Op
         // Not a webhook, but as trustworthy: runnerhub asked GitHub's API itself.
         signature_valid: true,
         received_at: Utc::now(),
-        settled: None,
+        settled,
     })
 }
 
@@ -288,6 +298,36 @@ mod tests {
         assert_eq!(made.delivery_id, "catch-up:1:completed");
         assert_eq!(made.action.as_deref(), Some("completed"));
         assert!(missed_delivery("o/r", &rest_job(1, "requested"), None).is_none());
+    }
+
+    #[test]
+    fn a_job_over_the_label_bounds_is_recorded_but_refused_for_scheduling() {
+        let mut job = rest_job(2, "queued");
+        let long = "x".repeat(crate::domain::MAX_LABEL_BYTES + 1);
+        job["labels"] = json!(["self-hosted", long]);
+        let made = missed_delivery("o/r", &job, None).unwrap();
+        match made.settled {
+            Some(Settled::Ignored(why)) => {
+                assert!(
+                    why.starts_with("refused for scheduling: label 1 is 257 bytes"),
+                    "{why}"
+                )
+            }
+            other => panic!("expected refused, got {other:?}"),
+        }
+        job["labels"] = json!(vec!["l"; crate::domain::MAX_JOB_LABELS + 1]);
+        assert!(
+            missed_delivery("o/r", &job, None)
+                .unwrap()
+                .settled
+                .is_some()
+        );
+        assert!(
+            missed_delivery("o/r", &rest_job(3, "queued"), None)
+                .unwrap()
+                .settled
+                .is_none()
+        );
     }
 
     #[test]

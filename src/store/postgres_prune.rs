@@ -85,6 +85,16 @@ impl PostgresStore {
             .execute(&self.pool)
             .await?
             .rows_affected(),
+            Prunable::Redeliveries => sqlx::query(
+                "DELETE FROM webhook_redeliveries WHERE delivery_guid IN \
+                     (SELECT delivery_guid FROM webhook_redeliveries WHERE last_asked_at < $1 \
+                     ORDER BY last_asked_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
         };
         Ok(deleted)
     }

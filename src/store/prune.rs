@@ -24,16 +24,20 @@ pub enum Prunable {
     Runs,
     /// Runners removed (container and registration deleted) before the cutoff.
     Runners,
+    /// Redeliveries last asked of GitHub before the cutoff. GitHub lists a delivery for 3
+    /// days and `database.retention` is at least that, so none of them can be asked again.
+    Redeliveries,
 }
 
 impl Prunable {
     /// In the order retention deletes them (none depends on another).
-    pub const ALL: [Prunable; 5] = [
+    pub const ALL: [Prunable; 6] = [
         Prunable::Deliveries,
         Prunable::ForgedDeliveries,
         Prunable::Jobs,
         Prunable::Runs,
         Prunable::Runners,
+        Prunable::Redeliveries,
     ];
 
     /// The name in metrics and in the cleanup endpoint's answer.
@@ -44,6 +48,7 @@ impl Prunable {
             Prunable::Jobs => "jobs",
             Prunable::Runs => "runs",
             Prunable::Runners => "runners",
+            Prunable::Redeliveries => "redeliveries",
         }
     }
 }

@@ -108,6 +108,18 @@ impl SqliteStore {
                     .push(") RETURNING id");
                 });
             }
+            Prunable::Redeliveries => {
+                script.add(|q| {
+                    q.push(
+                        "DELETE FROM webhook_redeliveries WHERE delivery_guid IN \
+                         (SELECT delivery_guid FROM webhook_redeliveries WHERE last_asked_at < ",
+                    )
+                    .push_bind(before)
+                    .push(" ORDER BY last_asked_at LIMIT ")
+                    .push_bind(limit)
+                    .push(") RETURNING 1");
+                });
+            }
         }
         let deleted = script.commit(&mut *self.writer().await).await?.len() as u64;
         if deleted > 0 {

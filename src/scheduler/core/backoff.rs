@@ -30,8 +30,8 @@ struct Backoff {
     until: DateTime<Utc>,
     /// The first failure of this run of failures: how long launches have been failing.
     since: DateTime<Utc>,
-    /// The last failure's message, for people (`/api/webhooks/health`).
-    cause: String,
+    /// What the last failure said, for a waiting job's `wait_detail` and a stalled pool.
+    last_error: String,
 }
 
 /// A run of consecutive failures that no success has ended yet.
@@ -52,16 +52,24 @@ pub fn delay_after(failures: u32) -> Duration {
 }
 
 impl Backoffs {
-    pub fn record_failure(&mut self, key: BackoffKey, cause: String, now: DateTime<Utc>) {
+    pub fn record_failure(&mut self, key: BackoffKey, now: DateTime<Utc>, error: &str) {
         let entry = self.0.entry(key).or_insert(Backoff {
             failures: 0,
             until: now,
             since: now,
-            cause: String::new(),
+            last_error: String::new(),
         });
         entry.failures += 1;
         entry.until = now + delay_after(entry.failures);
-        entry.cause = cause;
+        error.clone_into(&mut entry.last_error);
+    }
+
+    /// While `key` backs off: what its last failure said.
+    pub fn backing_off_after(&self, key: &BackoffKey, now: DateTime<Utc>) -> Option<&str> {
+        self.0
+            .get(key)
+            .filter(|b| b.until > now)
+            .map(|b| b.last_error.as_str())
     }
 
     /// Whether launches under `key` have failed since their last success, since when and why
@@ -69,7 +77,7 @@ impl Backoffs {
     pub fn failing(&self, key: &BackoffKey) -> Option<Failing<'_>> {
         self.0.get(key).map(|b| Failing {
             since: b.since,
-            cause: &b.cause,
+            cause: &b.last_error,
         })
     }
 

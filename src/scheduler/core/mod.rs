@@ -14,12 +14,14 @@ mod jobs;
 mod launches;
 pub mod outcomes;
 pub mod plan;
+pub mod policy;
 pub mod queue;
 mod reconcile;
 mod runner_events;
 pub mod status;
 mod teardowns;
 mod timeouts;
+pub mod wait;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +40,7 @@ pub use self::reconcile::{POLL_INTERVAL, RECONCILE_INTERVAL};
 
 use self::backoff::Backoffs;
 use self::outcomes::{LaunchFailure, Launched, Teardown, TeardownRequest};
+use self::policy::Policy;
 use self::queue::JobQueue;
 use self::status::{PoolStatus, Stalls};
 
@@ -134,8 +137,13 @@ pub enum Effect {
 /// The scheduler's decisions and the state they need; see the module documentation.
 pub struct Core {
     config: Arc<Config>,
+    /// Quotas and fair share, compiled from `config`.
+    policy: Policy,
     queue: JobQueue,
     runners: HashMap<RunnerId, Runner>,
+    /// The repository each runner counts for in quotas and fair share: the job it runs, else
+    /// the job it was launched for (warm runners count once they take a job).
+    runner_repos: HashMap<RunnerId, String>,
     backoff: Backoffs,
     /// Runners whose state changed in this step (saved and published at its end).
     dirty: BTreeSet<RunnerId>,
@@ -160,9 +168,11 @@ pub struct Core {
 impl Core {
     pub fn new(config: Arc<Config>) -> Self {
         Core {
+            policy: Policy::new(&config),
             config,
             queue: JobQueue::default(),
             runners: HashMap::new(),
+            runner_repos: HashMap::new(),
             backoff: Backoffs::default(),
             dirty: BTreeSet::new(),
             teardown_in_flight: HashSet::new(),
@@ -213,6 +223,7 @@ impl Core {
             Input::Prewarm { event } => self.prewarm(&event),
             Input::LaunchNotRecorded { runner_id } => {
                 self.runners.remove(&runner_id);
+                self.runner_repos.remove(&runner_id);
             }
             Input::Launched { runner_id, result } => self.on_launched(&runner_id, result, now),
             Input::TornDown { runner_id, outcome } => self.on_torn_down(&runner_id, outcome, now),
@@ -231,7 +242,10 @@ impl Core {
             Input::Containers(listed) => self.on_containers(listed, now),
             Input::GithubRunners { full, observed } => self.on_github_runners(full, observed, now),
             Input::Drain { runner_id } => self.drain(&runner_id, now),
-            Input::Reconfigured(config) => self.config = config,
+            Input::Reconfigured(config) => {
+                self.policy = Policy::new(&config);
+                self.config = config;
+            }
             Input::Tick => self.on_tick(now),
         }
     }
@@ -327,6 +341,7 @@ impl Core {
             self.effects.push(Effect::SaveRunner(runner.clone()));
             if runner.state == RunnerState::Removed {
                 self.runners.remove(&id);
+                self.runner_repos.remove(&id);
                 self.last_teardown_attempt.remove(&id);
                 self.unconfirmed.remove(&id);
             }

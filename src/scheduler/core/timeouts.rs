@@ -66,7 +66,7 @@ impl Core {
                         BackoffKey::Pool(pool.clone()),
                         pool,
                         "bootstrap_timeout",
-                        why,
+                        &why,
                         now,
                     );
                 }

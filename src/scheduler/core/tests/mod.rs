@@ -2,6 +2,7 @@
 //! ([`harness`]); each test runs in milliseconds, with no sleeps.
 
 mod harness;
+mod policy;
 mod property;
 mod purity;
 mod stalls;
