@@ -71,8 +71,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Runner pools: which labels each serves and how its containers look.
     pub pools: Vec<PoolConfig>,
-    /// Label-based priority rules and aging.
+    /// Priority rules (by labels, repository, workflow) and aging.
     pub priority: PriorityConfig,
+    /// Fair share between repositories and when a waiting job deserves an alert (DESIGN §13).
+    pub scheduling: SchedulingConfig,
+    /// Runners at once for the jobs of matching repositories, all pools together (DESIGN §13).
+    pub quotas: Vec<QuotaConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -423,21 +427,76 @@ pub fn parse_memory(text: &str) -> Result<Option<i64>, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
-/// One priority rule: a job carrying any of `labels` gets `score` added.
+/// One priority rule: a job it applies to gets `score` added. A rule applies when each of its
+/// lists that is set matches: any of `labels`, any glob of `repositories`, any of `workflows`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriorityRule {
-    /// Any of these labels (case-insensitive) triggers the rule.
+    /// Any of these labels (case-insensitive) triggers the rule. Default none: any labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// Globs over `owner/name` (`*` and `?` within a part, case-insensitive). Default: any
+    /// repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<Vec<String>>,
+    /// Workflow names (globs, case-insensitive). Default: any workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflows: Option<Vec<String>>,
     /// Added to the job's priority; may be negative.
     pub score: i64,
+}
+
+/// `[scheduling]`: fair share and the wait alert.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// `"repository"`: among waiting jobs of equal rule score, the repository with the fewest
+    /// runners of the pool goes first. `"none"` (default): priority, aging, then oldest.
+    pub fair_share: FairShare,
+    /// A job waiting longer than this is counted in `runnerhub_jobs_waiting_too_long{pool,
+    /// reason}`; `config/prometheus-alerts.yml` alerts on it for reasons other than capacity.
+    /// Default `15m`.
+    #[serde(with = "duration_str")]
+    pub wait_alert_after: Duration,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        SchedulingConfig {
+            fair_share: FairShare::None,
+            wait_alert_after: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// How free runner slots are shared between repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FairShare {
+    /// Priority, aging, then the oldest job.
+    #[default]
+    None,
+    /// Repositories take turns at equal rule score (fewest runners of the pool first).
+    Repository,
+}
+
+/// `[[quotas]]`: runners at once for the jobs of the matching repositories.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Globs over `owner/name` (`acme/*`); the quota counts every matching repository's jobs
+    /// together.
+    pub repositories: Vec<String>,
+    /// Runners at once for those jobs, all pools together, counted by the job each runner runs.
+    pub max_runners: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PriorityConfig {
-    /// Label rules. Default: the original RunnerHub's (production/deploy +100, critical/urgent +50,
-    /// ubuntu-latest/small +10, large/xl −10). Setting any rule replaces the defaults.
+    /// Rules. Default: the original RunnerHub's label rules (production/deploy +100,
+    /// critical/urgent +50, ubuntu-latest/small +10, large/xl −10). Setting any rule replaces
+    /// the defaults.
     pub rules: Vec<PriorityRule>,
     /// Points a waiting job gains per minute, so nothing waits forever. Default 1.0.
     pub aging_per_minute: f64,
@@ -447,6 +506,8 @@ impl Default for PriorityConfig {
     fn default() -> Self {
         let rule = |labels: &[&str], score| PriorityRule {
             labels: labels.iter().map(|s| s.to_string()).collect(),
+            repositories: None,
+            workflows: None,
             score,
         };
         PriorityConfig {

@@ -60,6 +60,10 @@ pub const QUEUED_TO_RUNNER_IDLE_SECONDS: &str = "runnerhub_queued_to_runner_idle
 pub const JOB_WAIT_SECONDS: &str = "runnerhub_job_wait_seconds";
 /// Counter `{pool,reason}`: runner launches that failed; reason is one of [`LAUNCH_FAILURE_REASONS`].
 pub const RUNNER_LAUNCH_FAILURES_TOTAL: &str = "runnerhub_runner_launch_failures_total";
+/// Gauge `{pool}`: 1 while the pool is stalled: queued jobs it cannot launch for (launches
+/// failing, a refused or unusable registration scope) for 5 minutes or more; a full pool is
+/// not stalled. `GET /api/webhooks/health` says `degraded` with the cause meanwhile.
+pub const POOL_STALLED: &str = "runnerhub_pool_stalled";
 /// Gauge: connected WebSocket clients.
 pub const WEBSOCKET_CLIENTS: &str = "runnerhub_websocket_clients";
 /// Gauge: open connections on the listeners (main and metrics; WebSockets included).
@@ -192,6 +196,7 @@ pub const ALL: &[&str] = &[
     QUEUED_TO_RUNNER_IDLE_SECONDS,
     JOB_WAIT_SECONDS,
     RUNNER_LAUNCH_FAILURES_TOTAL,
+    POOL_STALLED,
     WEBSOCKET_CLIENTS,
     HTTP_CONNECTIONS,
     HTTP_CONNECTIONS_SHED_TOTAL,
@@ -309,6 +314,10 @@ pub fn describe(config: &Config) {
         "Queued jobs waiting for a runner, by pool and priority band"
     );
     describe_gauge!(RUNNERS, "Runners by pool and state");
+    describe_gauge!(
+        POOL_STALLED,
+        "1 while the pool has queued jobs it cannot launch for (not merely full) past 5 minutes"
+    );
     describe_histogram!(
         QUEUED_TO_RUNNER_IDLE_SECONDS,
         "Time from a job queued to a runner for it being idle"
@@ -457,6 +466,7 @@ pub fn describe(config: &Config) {
         for state in RUNNER_STATES {
             metrics::gauge!(RUNNERS, "pool" => pool.clone(), "state" => *state).increment(0.0);
         }
+        metrics::gauge!(POOL_STALLED, "pool" => pool.clone()).increment(0.0);
         for reason in LAUNCH_FAILURE_REASONS {
             metrics::counter!(RUNNER_LAUNCH_FAILURES_TOTAL, "pool" => pool.clone(), "reason" => *reason)
                 .increment(0);

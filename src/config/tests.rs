@@ -246,3 +246,86 @@ fn secret_keys_of_the_wrong_type_are_named_without_the_value() {
     let err = load(text, SIGNED).unwrap_err().to_string();
     assert!(err.contains("`soon`"), "{err}");
 }
+
+#[test]
+fn scheduling_policy_keys_load_and_bad_values_are_named() {
+    let config = load(
+        r#"
+[scheduling]
+fair_share = "repository"
+wait_alert_after = "5m"
+
+[[quotas]]
+repositories = ["acme/*", "other/api"]
+max_runners = 4
+
+[[priority.rules]]
+repositories = ["acme/prod-*"]
+workflows = ["release"]
+score = 100
+"#,
+        SIGNED,
+    )
+    .unwrap();
+    assert_eq!(config.scheduling.fair_share, FairShare::Repository);
+    assert_eq!(config.scheduling.wait_alert_after, Duration::from_secs(300));
+    assert_eq!(config.quotas[0].max_runners, 4);
+    assert!(config.priority.rules[0].labels.is_empty());
+    let defaults = Config::default();
+    assert_eq!(defaults.scheduling.fair_share, FairShare::None);
+    assert_eq!(defaults.scheduling.wait_alert_after.as_secs(), 900);
+    assert!(defaults.quotas.is_empty());
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "[scheduling]\nfair_share = \"team\"",
+            "scheduling.fair_share",
+        ),
+        (
+            "[[quotas]]\nrepositories = [\"acme\"]\nmax_runners = 2",
+            "quotas[0].repositories[0]",
+        ),
+        (
+            "[[quotas]]\nrepositories = [\"acme/*\"]\nmax_runners = 0",
+            "quotas[0].max_runners",
+        ),
+        (
+            "[[quotas]]\nrepositories = []\nmax_runners = 1",
+            "quotas[0].repositories",
+        ),
+        ("[[priority.rules]]\nscore = 1", "priority.rules[0].labels"),
+        (
+            "[[priority.rules]]\nlabels = [\"x\"]\nrepositories = []\nscore = 1",
+            "priority.rules[0].repositories",
+        ),
+        (
+            "[[priority.rules]]\nworkflows = [\"a[b]\"]\nscore = 1",
+            "priority.rules[0].workflows[0]",
+        ),
+        (
+            "[scheduling]\nwait_alert_after = \"0s\"",
+            "scheduling.wait_alert_after",
+        ),
+    ];
+    for (text, key) in cases {
+        let err = load(text, SIGNED).unwrap_err().to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+}
+
+#[test]
+fn scheduling_policy_keys_take_environment_overrides() {
+    let config = load(
+        "",
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("RUNNERHUB__SCHEDULING__FAIR_SHARE", "repository"),
+            ("RUNNERHUB__QUOTAS__0__REPOSITORIES", "[\"acme/*\"]"),
+            ("RUNNERHUB__QUOTAS__0__MAX_RUNNERS", "3"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.scheduling.fair_share, FairShare::Repository);
+    assert_eq!(config.quotas[0].repositories, ["acme/*"]);
+    assert_eq!(config.quotas[0].max_runners, 3);
+}

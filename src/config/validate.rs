@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use super::{Config, ConfigError, ENV_PREFIX, Registration, parse_memory};
+use crate::domain::Glob;
 
 /// Applies `RUNNERHUB__A__B=value` variables onto the parsed TOML tree.
 pub(super) fn apply_env_overrides(
@@ -172,19 +173,77 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     validate_pools(config)?;
-    for (i, rule) in config.priority.rules.iter().enumerate() {
-        if rule.labels.is_empty() {
-            return Err(ConfigError::invalid(
-                format!("priority.rules[{i}].labels"),
-                "needs at least one label",
-            ));
-        }
-    }
+    validate_policy(config)?;
     if !config.priority.aging_per_minute.is_finite() || config.priority.aging_per_minute < 0.0 {
         return Err(ConfigError::invalid(
             "priority.aging_per_minute",
             "must be a non-negative number",
         ));
+    }
+    Ok(())
+}
+
+/// Priority rules, `[scheduling]` and `[[quotas]]` (DESIGN §13).
+fn validate_policy(config: &Config) -> Result<(), ConfigError> {
+    for (i, rule) in config.priority.rules.iter().enumerate() {
+        let key = |field: &str| format!("priority.rules[{i}].{field}");
+        if rule.labels.is_empty() && rule.repositories.is_none() && rule.workflows.is_none() {
+            return Err(ConfigError::invalid(
+                key("labels"),
+                "a rule needs labels, repositories or workflows (or it would apply to every job)",
+            ));
+        }
+        if rule.labels.iter().any(|l| l.trim().is_empty()) {
+            return Err(ConfigError::invalid(key("labels"), "a label is empty"));
+        }
+        check_globs(
+            &key("repositories"),
+            rule.repositories.as_deref(),
+            Glob::repository,
+        )?;
+        check_globs(&key("workflows"), rule.workflows.as_deref(), Glob::workflow)?;
+    }
+    if config.scheduling.wait_alert_after.is_zero() {
+        return Err(ConfigError::invalid(
+            "scheduling.wait_alert_after",
+            "must be more than 0s",
+        ));
+    }
+    for (i, quota) in config.quotas.iter().enumerate() {
+        let key = |field: &str| format!("quotas[{i}].{field}");
+        check_globs(
+            &key("repositories"),
+            Some(&quota.repositories),
+            Glob::repository,
+        )?;
+        if quota.max_runners == 0 {
+            return Err(ConfigError::invalid(
+                key("max_runners"),
+                "must be at least 1 (a quota of 0 would never run the matching jobs; remove \
+                 their pool's labels instead)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A list of globs that is set must hold at least one, and each must parse.
+fn check_globs(
+    key: &str,
+    globs: Option<&[String]>,
+    parse: fn(&str) -> Result<Glob, String>,
+) -> Result<(), ConfigError> {
+    let Some(globs) = globs else {
+        return Ok(());
+    };
+    if globs.is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            "is empty: it would match nothing (leave the key out to match everything)",
+        ));
+    }
+    for (j, glob) in globs.iter().enumerate() {
+        parse(glob).map_err(|message| ConfigError::invalid(format!("{key}[{j}]"), message))?;
     }
     Ok(())
 }

@@ -1,32 +1,79 @@
-//! Job priority: label rules, and the queue rank that adds aging to them.
+//! Job priority: rules by labels, repository and workflow, and the queue rank that adds aging
+//! to them.
 
 use crate::config::PriorityRule;
 
 use super::LabelSet;
+use super::glob::{Glob, any_matches};
 
-/// Configured label rules, normalised for matching.
+/// One rule, normalised for matching; an empty list matches anything.
+#[derive(Debug, Clone)]
+struct Rule {
+    labels: LabelSet,
+    repositories: Vec<Glob>,
+    workflows: Vec<Glob>,
+    score: i64,
+}
+
+/// Configured rules, normalised for matching.
 #[derive(Debug, Clone, Default)]
 pub struct PriorityRules {
-    rules: Vec<(LabelSet, i64)>,
+    rules: Vec<Rule>,
+}
+
+/// What a rule looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct JobTraits<'a> {
+    pub labels: &'a LabelSet,
+    pub repository: &'a str,
+    pub workflow: Option<&'a str>,
 }
 
 impl PriorityRules {
+    /// Rules from a validated configuration (a glob the validation would refuse matches
+    /// nothing).
     pub fn new(rules: &[PriorityRule]) -> Self {
+        let globs = |list: &Option<Vec<String>>, parse: fn(&str) -> Result<Glob, String>| {
+            list.iter()
+                .flatten()
+                .map(|p| parse(p).unwrap_or_else(|_| Glob::never()))
+                .collect()
+        };
         PriorityRules {
             rules: rules
                 .iter()
-                .map(|r| (LabelSet::new(&r.labels), r.score))
+                .map(|r| Rule {
+                    labels: LabelSet::new(&r.labels),
+                    repositories: globs(&r.repositories, Glob::repository),
+                    workflows: globs(&r.workflows, Glob::workflow),
+                    score: r.score,
+                })
                 .collect(),
         }
     }
 
     /// Sum of the scores of every rule that any of the job's labels triggers
-    /// (a rule counts once, however many of its labels the job has).
+    /// (a rule counts once, however many of its labels the job has), for any repository and
+    /// workflow.
     pub fn score(&self, job_labels: &LabelSet) -> i64 {
+        self.score_job(JobTraits {
+            labels: job_labels,
+            repository: "",
+            workflow: None,
+        })
+    }
+
+    /// Sum of the scores of every rule that applies to the job: each list a rule sets must
+    /// match (any of its labels, any repository glob, any workflow glob).
+    pub fn score_job(&self, job: JobTraits<'_>) -> i64 {
         self.rules
             .iter()
-            .filter(|(labels, _)| labels.iter().any(|l| job_labels.contains(l)))
-            .map(|(_, score)| *score)
+            .filter(|r| r.labels.is_empty() || r.labels.iter().any(|l| job.labels.contains(l)))
+            .filter(|r| r.repositories.is_empty() || any_matches(&r.repositories, job.repository))
+            .filter(|r| {
+                r.workflows.is_empty() || job.workflow.is_some_and(|w| any_matches(&r.workflows, w))
+            })
+            .map(|r| r.score)
             .sum()
     }
 }
@@ -62,6 +109,45 @@ mod tests {
         assert_eq!(r.score(&LabelSet::new(["ubuntu-latest"])), 10);
         assert_eq!(r.score(&LabelSet::new(["xl", "linux"])), -10);
         assert_eq!(r.score(&LabelSet::new(["linux"])), 0);
+    }
+
+    #[test]
+    fn rules_by_repository_and_workflow_apply_only_there() {
+        let rule = |labels: &[&str], repos: Option<&[&str]>, workflows: Option<&[&str]>, score| {
+            let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+            PriorityRule {
+                labels: list(labels),
+                repositories: repos.map(list),
+                workflows: workflows.map(list),
+                score,
+            }
+        };
+        let rules = PriorityRules::new(&[
+            rule(&["deploy"], Some(&["acme/prod-*"]), Some(&["release"]), 100),
+            rule(&[], Some(&["acme/*"]), None, 5),
+            rule(&[], None, Some(&["nightly*"]), -20),
+        ]);
+        let labels = LabelSet::new(["self-hosted", "deploy"]);
+        let job = |repository, workflow| JobTraits {
+            labels: &labels,
+            repository,
+            workflow,
+        };
+        assert_eq!(rules.score_job(job("acme/prod-api", Some("Release"))), 105);
+        assert_eq!(rules.score_job(job("acme/prod-api", Some("ci"))), 5);
+        assert_eq!(rules.score_job(job("acme/prod-api", None)), 5);
+        assert_eq!(rules.score_job(job("other/prod-api", Some("release"))), 0);
+        assert_eq!(rules.score_job(job("other/x", Some("nightly build"))), -20);
+        let plain = LabelSet::new(["self-hosted"]);
+        assert_eq!(
+            rules.score_job(JobTraits {
+                labels: &plain,
+                repository: "acme/prod-api",
+                workflow: Some("release"),
+            }),
+            5,
+            "the labels still have to match"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::config::Config;
-use crate::domain::{Job, JobId, JobStatus, LabelSet, PriorityRules, select_pool};
+use crate::domain::{Job, JobId, JobStatus, JobTraits, LabelSet, PriorityRules, select_pool};
 
 use super::input::{InputError, RecordedDelivery};
 
@@ -149,7 +149,11 @@ impl WorkloadBuilder {
                 id: job.id,
                 repository: job.repository.clone(),
                 pool: pool.to_owned(),
-                priority: self.rules.score(&labels),
+                priority: self.rules.score_job(JobTraits {
+                    labels: &labels,
+                    repository: &job.repository,
+                    workflow: job.workflow_name.as_deref(),
+                }),
                 created_ms: created.timestamp_millis(),
                 fate,
                 live_wait_seconds: job.wait_seconds(),

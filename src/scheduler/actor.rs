@@ -291,6 +291,12 @@ impl Scheduler {
                 {
                     panic!("injected fault: the scheduler panics after {limit} deliveries");
                 }
+                if let Some(limit) = self.faults.wedge_scheduler_after_deliveries
+                    && self.processed >= limit
+                {
+                    tracing::warn!("injected fault: the scheduler hangs after {limit} deliveries");
+                    std::future::pending::<()>().await;
+                }
                 handled >= super::processor::PROCESS_BATCH as usize
             }
             Err(error) => {
@@ -307,6 +313,9 @@ impl Scheduler {
         match command {
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
+            }
+            Command::Pools(reply) => {
+                let _ = reply.send(self.core.pool_statuses());
             }
             Command::RemoveRunner { id, reply } => {
                 let known = self
@@ -357,12 +366,17 @@ impl Scheduler {
                 data: serde_json::to_value(pool).unwrap_or_default(),
             });
         }
-        self.record_gauges();
         self.last_pools = pools;
+        self.record_gauges();
     }
 
     fn record_gauges(&self) {
         let (runners, queue) = (self.core.runners(), self.core.queue());
+        for status in &self.last_pools {
+            let stalled = if status.stalled.is_some() { 1.0 } else { 0.0 };
+            metrics::gauge!(crate::metrics::POOL_STALLED, "pool" => status.name.clone())
+                .set(stalled);
+        }
         for pool in &self.core.config().pools {
             for state in RunnerState::ALL
                 .iter()

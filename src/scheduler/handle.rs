@@ -27,6 +27,7 @@ pub enum RemoveError {
 
 pub(super) enum Command {
     Snapshot(oneshot::Sender<SchedulerSnapshot>),
+    Pools(oneshot::Sender<Vec<PoolStatus>>),
     RemoveRunner {
         id: String,
         reply: oneshot::Sender<Result<Runner, RemoveError>>,
@@ -45,6 +46,20 @@ impl SchedulerHandle {
         let (reply, wait) = oneshot::channel();
         self.tx.send(Command::Snapshot(reply)).await.ok()?;
         wait.await.ok()
+    }
+
+    /// The pools' counters and stalls alone (health checks: no queue or runner list);
+    /// `None` when the scheduler is not running.
+    pub async fn pools(&self) -> Option<Vec<PoolStatus>> {
+        let (reply, wait) = oneshot::channel();
+        self.tx.send(Command::Pools(reply)).await.ok()?;
+        wait.await.ok()
+    }
+
+    /// Whether the scheduler task takes a command within `wait`: false when it stopped, or is
+    /// stuck inside a step (deliveries are then acknowledged and never processed).
+    pub async fn answers(&self, wait: std::time::Duration) -> bool {
+        matches!(tokio::time::timeout(wait, self.pools()).await, Ok(Some(_)))
     }
 
     /// Drains a runner: an idle one is deregistered and removed now; a busy one after its job.

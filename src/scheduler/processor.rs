@@ -15,7 +15,8 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::domain::{
-    Job, JobObservation, JobStatus, LabelSet, PriorityRules, Transition, WorkflowRun, select_pool,
+    Job, JobObservation, JobStatus, JobTraits, LabelSet, PriorityRules, Transition, WorkflowRun,
+    select_pool,
 };
 use crate::events::{EventBus, EventKind, LiveEvent};
 use crate::metrics as catalog;
@@ -249,12 +250,12 @@ impl Processor {
             None => {
                 let labels = LabelSet::new(&o.labels);
                 let pool = select_pool(&labels, self.pools.iter().map(|(n, l)| (n.as_str(), l)));
-                let job = Job::from_observation(
-                    o,
-                    self.rules.score(&labels),
-                    pool.map(str::to_owned),
-                    now,
-                );
+                let priority = self.rules.score_job(JobTraits {
+                    labels: &labels,
+                    repository: &o.repository,
+                    workflow: o.workflow_name.as_deref(),
+                });
+                let job = Job::from_observation(o, priority, pool.map(str::to_owned), now);
                 jobs.insert(o.id, job);
                 (
                     Transition::Moved {

@@ -24,10 +24,21 @@ pub enum BackoffKey {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Backoff {
     failures: u32,
     until: DateTime<Utc>,
+    /// The first failure of this run of failures: how long launches have been failing.
+    since: DateTime<Utc>,
+    /// What the last failure said, for a waiting job's `wait_detail` and a stalled pool.
+    last_error: String,
+}
+
+/// A run of consecutive failures that no success has ended yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failing<'a> {
+    pub since: DateTime<Utc>,
+    pub cause: &'a str,
 }
 
 #[derive(Debug, Default)]
@@ -41,13 +52,33 @@ pub fn delay_after(failures: u32) -> Duration {
 }
 
 impl Backoffs {
-    pub fn record_failure(&mut self, key: BackoffKey, now: DateTime<Utc>) {
+    pub fn record_failure(&mut self, key: BackoffKey, now: DateTime<Utc>, error: &str) {
         let entry = self.0.entry(key).or_insert(Backoff {
             failures: 0,
             until: now,
+            since: now,
+            last_error: String::new(),
         });
         entry.failures += 1;
         entry.until = now + delay_after(entry.failures);
+        error.clone_into(&mut entry.last_error);
+    }
+
+    /// While `key` backs off: what its last failure said.
+    pub fn backing_off_after(&self, key: &BackoffKey, now: DateTime<Utc>) -> Option<&str> {
+        self.0
+            .get(key)
+            .filter(|b| b.until > now)
+            .map(|b| b.last_error.as_str())
+    }
+
+    /// Whether launches under `key` have failed since their last success, since when and why
+    /// (whether or not the current pause has ended).
+    pub fn failing(&self, key: &BackoffKey) -> Option<Failing<'_>> {
+        self.0.get(key).map(|b| Failing {
+            since: b.since,
+            cause: &b.last_error,
+        })
     }
 
     /// GitHub registered a runner of `pool` at `scope`: that scope is fine again.

@@ -20,6 +20,7 @@ impl Core {
                 let Some(id) = self.runner_named(job.runner_name.as_deref()) else {
                     return;
                 };
+                self.runner_repos.insert(id.clone(), job.repository.clone());
                 let runner = self.runners.get_mut(&id).expect("found by name");
                 let linked = runner.job_id.replace(job.id) != Some(job.id);
                 // A poll may have seen it busy first: the link to its job is news all the same.
@@ -39,7 +40,10 @@ impl Core {
                 self.queue.remove(job.id);
                 if let Some(id) = self.runner_named(job.runner_name.as_deref()) {
                     let runner = self.runners.get_mut(&id).expect("found by name");
-                    runner.job_id.get_or_insert(job.id);
+                    if *runner.job_id.get_or_insert(job.id) == job.id {
+                        self.runner_repos.insert(id.clone(), job.repository.clone());
+                    }
+                    let runner = self.runners.get_mut(&id).expect("found by name");
                     if runner.advance(RunnerState::Finished, now) {
                         self.mark(&id);
                     }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::backoff::BackoffKey;
-use super::plan::{Launch, PoolLimits, plan_launches};
+use super::plan::{Launch, PlanPolicy, PoolLimits, plan_with_policy};
 use super::{Core, Effect, RunnerIds};
 use crate::config::Registration;
 use crate::domain::{Runner, RunnerState};
@@ -38,8 +38,18 @@ impl Core {
                 .is_some_and(|s| !self.scope_backing_off(&job.pool, &s, now))
         };
         let host_max = self.config.limits.max_runners as usize;
-        let mut launches =
-            plan_launches(&limits, &self.queue, &self.runners, host_max, &launchable);
+        let policy = PlanPolicy {
+            policy: &self.policy,
+            runner_repos: &self.runner_repos,
+        };
+        let mut launches = plan_with_policy(
+            &limits,
+            &self.queue,
+            &self.runners,
+            host_max,
+            &launchable,
+            &policy,
+        );
         let held = self.slots_held() + launches.len();
         let room = host_max.saturating_sub(held);
         let prewarm = std::mem::take(&mut self.pending_prewarm);
@@ -140,7 +150,7 @@ impl Core {
     /// A new runner record in `requested`, handed out as [`Effect::Launch`]: the outside
     /// records it durably before anything exists at GitHub or Docker.
     fn start_launch(&mut self, launch: Launch, now: DateTime<Utc>, ids: &mut dyn RunnerIds) {
-        let (pool_name, launched_for, labels, scope) = match &launch {
+        let (pool_name, launched_for, labels, scope, repository) = match &launch {
             Launch::ForJob { pool, job_id } => {
                 let Some(job) = self.queue.get(*job_id) else {
                     return;
@@ -150,6 +160,7 @@ impl Core {
                     Some(*job_id),
                     job.labels.clone(),
                     self.job_scope(&job.repository),
+                    Some(job.repository.clone()),
                 )
             }
             Launch::Warm { pool } => {
@@ -158,7 +169,7 @@ impl Core {
                     .pool(pool)
                     .map(|p| p.labels.clone())
                     .unwrap_or_default();
-                (pool.clone(), None, labels, self.warm_scope(pool))
+                (pool.clone(), None, labels, self.warm_scope(pool), None)
             }
         };
         let (Some(_), Some(scope)) = (self.config.pool(&pool_name), scope) else {
@@ -187,6 +198,9 @@ impl Core {
             updated_at: now,
         };
         self.effects.push(Effect::Launch(runner.clone()));
+        if let Some(repository) = repository {
+            self.runner_repos.insert(id.clone(), repository);
+        }
         self.runners.insert(id, runner);
     }
 

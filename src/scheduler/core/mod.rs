@@ -14,12 +14,14 @@ mod jobs;
 mod launches;
 pub mod outcomes;
 pub mod plan;
+pub mod policy;
 pub mod queue;
 mod reconcile;
 mod runner_events;
 pub mod status;
 mod teardowns;
 mod timeouts;
+pub mod wait;
 
 #[cfg(test)]
 mod tests;
@@ -38,8 +40,9 @@ pub use self::reconcile::{POLL_INTERVAL, RECONCILE_INTERVAL};
 
 use self::backoff::Backoffs;
 use self::outcomes::{LaunchFailure, Launched, Teardown, TeardownRequest};
+use self::policy::Policy;
 use self::queue::JobQueue;
-use self::status::PoolStatus;
+use self::status::{PoolStatus, Stalls};
 
 /// Where new runner ids come from: UUIDs in the daemon, a counter in replay. The core takes no
 /// randomness it is not given.
@@ -140,8 +143,13 @@ pub enum Effect {
 /// The scheduler's decisions and the state they need; see the module documentation.
 pub struct Core {
     config: Arc<Config>,
+    /// Quotas and fair share, compiled from `config`.
+    policy: Policy,
     queue: JobQueue,
     runners: HashMap<RunnerId, Runner>,
+    /// The repository each runner counts for in quotas and fair share: the job it runs, else
+    /// the job it was launched for (warm runners count once they take a job).
+    runner_repos: HashMap<RunnerId, String>,
     backoff: Backoffs,
     /// Runners whose state changed in this step (saved and published at its end).
     dirty: BTreeSet<RunnerId>,
@@ -160,15 +168,19 @@ pub struct Core {
     next_reconcile: Option<DateTime<Utc>>,
     /// No launches ([`Input::LaunchesPaused`]).
     launches_paused: bool,
+    /// Pools with queued jobs they cannot launch for (see [`status`]).
+    stalls: Stalls,
     effects: Vec<Effect>,
 }
 
 impl Core {
     pub fn new(config: Arc<Config>) -> Self {
         Core {
+            policy: Policy::new(&config),
             config,
             queue: JobQueue::default(),
             runners: HashMap::new(),
+            runner_repos: HashMap::new(),
             backoff: Backoffs::default(),
             dirty: BTreeSet::new(),
             teardown_in_flight: HashSet::new(),
@@ -180,6 +192,7 @@ impl Core {
             reconciling: false,
             next_reconcile: None,
             launches_paused: false,
+            stalls: Stalls::default(),
             effects: Vec::new(),
         }
     }
@@ -206,6 +219,7 @@ impl Core {
             self.apply(input, now);
         }
         self.schedule(now, ids);
+        self.check_stalls(now);
         self.start_teardowns(now);
         self.flush();
         std::mem::take(&mut self.effects)
@@ -218,6 +232,7 @@ impl Core {
             Input::Prewarm { event } => self.prewarm(&event),
             Input::LaunchNotRecorded { runner_id } => {
                 self.runners.remove(&runner_id);
+                self.runner_repos.remove(&runner_id);
             }
             Input::Launched { runner_id, result } => self.on_launched(&runner_id, result, now),
             Input::TornDown { runner_id, outcome } => self.on_torn_down(&runner_id, outcome, now),
@@ -236,7 +251,10 @@ impl Core {
             Input::Containers(listed) => self.on_containers(listed, now),
             Input::GithubRunners { full, observed } => self.on_github_runners(full, observed, now),
             Input::Drain { runner_id } => self.drain(&runner_id, now),
-            Input::Reconfigured(config) => self.config = config,
+            Input::Reconfigured(config) => {
+                self.policy = Policy::new(&config);
+                self.config = config;
+            }
             Input::ClaimedElsewhere { job_id } => {
                 self.queue.remove(job_id);
             }
@@ -254,6 +272,7 @@ impl Core {
             self.next_teardown_retry(),
             self.next_poll(),
             self.next_reconcile_at(),
+            self.next_stall_check(),
         ]
         .into_iter()
         .flatten()
@@ -298,6 +317,7 @@ impl Core {
                     busy: count(&[RunnerState::Busy]),
                     queued: self.queue.pool_len(&p.name),
                     consecutive_failures: self.backoff.pool_failures(&p.name),
+                    stalled: self.stalls.stalled(&p.name).cloned(),
                 }
             })
             .collect()
@@ -334,6 +354,7 @@ impl Core {
             self.effects.push(Effect::SaveRunner(runner.clone()));
             if runner.state == RunnerState::Removed {
                 self.runners.remove(&id);
+                self.runner_repos.remove(&id);
                 self.last_teardown_attempt.remove(&id);
                 self.unconfirmed.remove(&id);
             }

@@ -7,9 +7,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::domain::{JobId, Runner, RunnerState};
+use crate::domain::{JobId, Runner, RunnerId, RunnerState};
 
+use super::policy::{Policy, pool_runners_by_repo};
 use super::queue::{JobQueue, QueuedJob};
+
+mod fair;
 
 /// A pool's limits as the planner needs them.
 #[derive(Debug, Clone)]
@@ -50,6 +53,32 @@ pub fn plan_launches(
     global_max: usize,
     launchable: &dyn Fn(&QueuedJob) -> bool,
 ) -> Vec<Launch> {
+    let no_policy = PlanPolicy {
+        policy: &Policy::default(),
+        runner_repos: &HashMap::new(),
+    };
+    plan_with_policy(pools, queue, runners, global_max, launchable, &no_policy)
+}
+
+/// What the planner needs of the scheduling policy (DESIGN §13).
+pub struct PlanPolicy<'a> {
+    pub policy: &'a Policy,
+    /// The repository each runner counts for (the job it runs, else the job it was launched
+    /// for).
+    pub runner_repos: &'a HashMap<RunnerId, String>,
+}
+
+/// [`plan_launches`] under quotas and fair share: a job whose quotas are full is passed over
+/// (the rest of the pool stays usable), and with fair share each pool's candidates come in
+/// fair order ([`fair::fair_order`]).
+pub fn plan_with_policy(
+    pools: &[PoolLimits],
+    queue: &JobQueue,
+    runners: &HashMap<String, Runner>,
+    global_max: usize,
+    launchable: &dyn Fn(&QueuedJob) -> bool,
+    policy: &PlanPolicy<'_>,
+) -> Vec<Launch> {
     let mut slots_used = runners.values().filter(|r| r.state.holds_slot()).count();
     let mut pool_used: HashMap<&str, usize> = HashMap::new();
     let mut supply: HashMap<&str, usize> = HashMap::new();
@@ -69,27 +98,78 @@ pub fn plan_launches(
             }
         }
     }
+    let quotas = policy.policy;
+    let mut quota_usage = quotas.usage(runners, policy.runner_repos);
+    let quotas_of = |job: &QueuedJob| {
+        if quotas.has_quotas() {
+            quotas.quotas_of(&job.repository)
+        } else {
+            Vec::new()
+        }
+    };
 
-    // Per pool: how many runners are missing for queued jobs, and which jobs to launch for.
-    let mut candidates: Vec<&QueuedJob> = Vec::new();
+    // Per pool: how many runners are missing for queued jobs, and which jobs to launch for,
+    // best first (quotas counted as if each pool had them alone; rechecked below).
+    let mut per_pool: Vec<std::vec::IntoIter<&QueuedJob>> = Vec::new();
     for pool in pools.iter().filter(|p| !p.backing_off) {
-        let queued = queue.pool_len(&pool.name);
+        let demand = queue.pool_demand(&pool.name);
         let have = supply.get(pool.name.as_str()).copied().unwrap_or(0);
-        let missing = queued.saturating_sub(have);
-        candidates.extend(
+        let missing = demand.saturating_sub(have);
+        if missing == 0 {
+            continue;
+        }
+        let eligible = |j: &QueuedJob| !covered.contains(&j.id) && !j.needs_approval;
+        let candidates: Vec<&QueuedJob> = if quotas.fair_share {
+            let room = pool
+                .max_runners
+                .saturating_sub(pool_used.get(pool.name.as_str()).copied().unwrap_or(0))
+                .min(global_max.saturating_sub(slots_used));
+            let counts = pool_runners_by_repo(&pool.name, runners, policy.runner_repos);
+            fair::fair_order(
+                queue,
+                &pool.name,
+                counts,
+                &eligible,
+                launchable,
+                &quotas_of,
+                quota_usage.clone(),
+                missing.min(room),
+            )
+        } else {
+            let mut local = quota_usage.clone();
             queue
                 .pool_iter(&pool.name)
-                .filter(|j| !covered.contains(&j.id) && launchable(j))
-                .take(missing),
-        );
+                .filter(|j| eligible(j) && launchable(j))
+                .filter(|j| {
+                    let indices = quotas_of(j);
+                    let room = local.all_have_room(&indices);
+                    if room {
+                        local.take(&indices);
+                    }
+                    room
+                })
+                .take(missing)
+                .collect()
+        };
+        per_pool.push(candidates.into_iter());
     }
-    // The next free slot goes to the best job whose pool has room.
-    candidates.sort_by_key(|j| j.sort_key());
 
+    // The next free slot goes to the best head of the pools' lists whose pool has room.
     let limits: HashMap<&str, &PoolLimits> = pools.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut launches = Vec::new();
     let mut launched: HashMap<&str, usize> = HashMap::new();
-    for job in candidates {
+    let mut heads: Vec<std::iter::Peekable<_>> =
+        per_pool.into_iter().map(|c| c.peekable()).collect();
+    loop {
+        let best = heads
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, h)| h.peek().map(|j| (j.sort_key(), i)))
+            .min();
+        let Some((_, index)) = best else {
+            break;
+        };
+        let job = heads[index].next().expect("peeked");
         let Some(pool) = limits.get(job.pool.as_str()) else {
             continue;
         };
@@ -97,6 +177,11 @@ pub fn plan_launches(
         if slots_used >= global_max || *used >= pool.max_runners {
             continue;
         }
+        let indices = quotas_of(job);
+        if !quota_usage.all_have_room(&indices) {
+            continue;
+        }
+        quota_usage.take(&indices);
         *used += 1;
         slots_used += 1;
         *launched.entry(pool.name.as_str()).or_default() += 1;
@@ -114,7 +199,7 @@ pub fn plan_launches(
         let name = pool.name.as_str();
         let have =
             supply.get(name).copied().unwrap_or(0) + launched.get(name).copied().unwrap_or(0);
-        let want = queue.pool_len(name) + pool.min_idle;
+        let want = queue.pool_demand(name) + pool.min_idle;
         let used = pool_used.entry(name).or_default();
         for _ in have..want {
             if slots_used >= global_max || *used >= pool.max_runners {

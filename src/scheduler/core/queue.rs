@@ -3,14 +3,16 @@
 //!
 //! A `BTreeSet` ordered by (aged priority, age, id) rather than a binary heap: the planner
 //! walks the top of each pool's queue, skipping jobs that already have a runner on the way,
-//! without popping anything; inserts and removals stay O(log n).
+//! without popping anything; inserts and removals stay O(log n). Fair share (DESIGN §13) also
+//! needs each pool's jobs grouped by (rule score, repository), oldest first: a second index,
+//! so that a long queue of one repository is one group, not thousands of jobs to walk.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Job, JobId, queue_rank};
+use crate::domain::{Job, JobId, JobStatus, queue_rank};
 
 /// Sort key: best first under ascending order.
 pub type QueueKey = (Reverse<i128>, i64, JobId);
@@ -24,12 +26,15 @@ pub struct QueuedJob {
     pub labels: Vec<String>,
     pub priority: i64,
     pub queued_at: DateTime<Utc>,
+    /// Waiting for an environment approval: GitHub hands it to no runner until approved, so it
+    /// is not demand.
+    pub needs_approval: bool,
     key: QueueKey,
 }
 
 impl QueuedJob {
     pub fn from_job(job: &Job, pool: &str, aging_per_minute: f64) -> Self {
-        QueuedJob::new(
+        let mut queued = QueuedJob::new(
             job.id,
             pool,
             &job.repository,
@@ -37,7 +42,9 @@ impl QueuedJob {
             job.priority,
             job.created_at.unwrap_or(job.first_seen_at),
             aging_per_minute,
-        )
+        );
+        queued.needs_approval = job.status == JobStatus::Waiting;
+        queued
     }
 
     /// A job queued at `queued_at` (GitHub's `created_at`) with its rule score `priority`.
@@ -58,6 +65,7 @@ impl QueuedJob {
             labels,
             priority,
             queued_at,
+            needs_approval: false,
             key: (Reverse(queue_rank(priority, ms, aging_per_minute)), ms, id),
         }
     }
@@ -77,9 +85,17 @@ impl QueuedJob {
     }
 }
 
+/// A group of fair share: one pool's jobs of one rule score and one repository.
+pub type GroupKey = (i64, String);
+/// Within a group: oldest first.
+pub type GroupEntry = (i64, JobId);
+
 #[derive(Debug, Default)]
 pub struct JobQueue {
     by_pool: HashMap<String, BTreeSet<QueueKey>>,
+    groups: HashMap<String, HashMap<GroupKey, BTreeSet<GroupEntry>>>,
+    /// Per pool: jobs awaiting an environment approval.
+    approvals_pending: HashMap<String, usize>,
     jobs: HashMap<JobId, QueuedJob>,
 }
 
@@ -91,6 +107,15 @@ impl JobQueue {
             .entry(job.pool.clone())
             .or_default()
             .insert(job.key);
+        self.groups
+            .entry(job.pool.clone())
+            .or_default()
+            .entry((job.priority, job.repository.clone()))
+            .or_default()
+            .insert((job.key.1, job.id));
+        if job.needs_approval {
+            *self.approvals_pending.entry(job.pool.clone()).or_default() += 1;
+        }
         self.jobs.insert(job.id, job);
     }
 
@@ -99,7 +124,34 @@ impl JobQueue {
         if let Some(set) = self.by_pool.get_mut(&job.pool) {
             set.remove(&job.key);
         }
+        if let Some(groups) = self.groups.get_mut(&job.pool) {
+            let key = (job.priority, job.repository.clone());
+            if let Some(group) = groups.get_mut(&key) {
+                group.remove(&(job.key.1, job.id));
+                if group.is_empty() {
+                    groups.remove(&key);
+                }
+            }
+        }
+        if job.needs_approval
+            && let Some(n) = self.approvals_pending.get_mut(&job.pool)
+        {
+            *n -= 1;
+        }
         Some(job)
+    }
+
+    /// A pool's jobs that want a runner: queued, less those awaiting an approval.
+    pub fn pool_demand(&self, pool: &str) -> usize {
+        self.pool_len(pool) - self.approvals_pending.get(pool).copied().unwrap_or(0)
+    }
+
+    /// A pool's fair-share groups: (rule score, repository) → job entries, oldest first.
+    pub fn pool_groups(
+        &self,
+        pool: &str,
+    ) -> impl Iterator<Item = (&GroupKey, &BTreeSet<GroupEntry>)> + '_ {
+        self.groups.get(pool).into_iter().flat_map(|g| g.iter())
     }
 
     pub fn get(&self, id: JobId) -> Option<&QueuedJob> {
@@ -148,6 +200,7 @@ mod tests {
             labels: vec![],
             priority,
             queued_at: Utc.timestamp_opt(minute * 60, 0).unwrap(),
+            needs_approval: false,
             key: (
                 Reverse(queue_rank(priority, minute * 60_000, 1.0)),
                 minute * 60_000,

@@ -37,6 +37,7 @@ impl Core {
             }
             self.runners.insert(runner.id.clone(), runner);
         }
+        self.restore_runner_repos(&jobs);
         tracing::info!(
             queued = self.queue.len(),
             runners = self.runners.len(),

@@ -42,7 +42,7 @@ impl Core {
                     BackoffKey::Pool(runner.pool.clone())
                 };
                 let pool = runner.pool.clone();
-                self.launch_failed(key, pool, failure.reason, now);
+                self.launch_failed(key, pool, failure.reason, &failure.message, now);
             }
         }
         self.mark(id);
@@ -53,9 +53,10 @@ impl Core {
         key: BackoffKey,
         pool: String,
         reason: &'static str,
+        error: &str,
         now: DateTime<Utc>,
     ) {
-        self.backoff.record_failure(key, now);
+        self.backoff.record_failure(key, now, error);
         self.effects.push(Effect::LaunchFailed { pool, reason });
     }
 
@@ -111,9 +112,9 @@ impl Core {
                     )
                 };
                 tracing::warn!(runner = %runner.name, pool = %runner.pool, "{why}");
-                runner.fail(why, now);
+                runner.fail(why.clone(), now);
                 let pool = runner.pool.clone();
-                self.launch_failed(BackoffKey::Pool(pool.clone()), pool, "crashed", now);
+                self.launch_failed(BackoffKey::Pool(pool.clone()), pool, "crashed", &why, now);
             }
             RunnerState::Creating | RunnerState::Idle => {
                 runner.advance(RunnerState::Finished, now);

@@ -59,15 +59,14 @@ impl Core {
                         .pool(&pool)
                         .map(|p| humantime::format_duration(p.bootstrap_timeout).to_string())
                         .unwrap_or_default();
-                    runner.fail(
-                        format!("not online within bootstrap_timeout ({limit})"),
-                        now,
-                    );
+                    let why = format!("not online within bootstrap_timeout ({limit})");
+                    runner.fail(why.clone(), now);
                     self.unconfirmed.remove(&id);
                     self.launch_failed(
                         BackoffKey::Pool(pool.clone()),
                         pool,
                         "bootstrap_timeout",
+                        &why,
                         now,
                     );
                 }

@@ -2,8 +2,10 @@
 //! ([`harness`]); each test runs in milliseconds, with no sleeps.
 
 mod harness;
+mod policy;
 mod property;
 mod purity;
+mod stalls;
 
 use std::time::Duration;
 

@@ -92,7 +92,11 @@ fn check_launch(core: &Core, runner: &crate::domain::Runner, violations: &RefCel
     }
 }
 
-fn check_limits(h: &Harness) -> Result<(), TestCaseError> {
+/// The quota of the policy runs: acme/a and acme/b share one runner.
+const QUOTA_REPOS: [&str; 2] = ["acme/a", "acme/b"];
+const QUOTA_MAX: usize = 1;
+
+fn check_limits(h: &Harness, policy: bool) -> Result<(), TestCaseError> {
     let held = |pool: &str| {
         h.core
             .runners()
@@ -103,6 +107,21 @@ fn check_limits(h: &Harness) -> Result<(), TestCaseError> {
     prop_assert!(held("linux") <= 2, "linux holds {}", held("linux"));
     prop_assert!(held("gpu") <= 1, "gpu holds {}", held("gpu"));
     prop_assert!(held("linux") + held("gpu") <= 3, "host limit");
+    if policy {
+        // Repository registration: a runner only runs jobs of the repository it registered
+        // with, so its scope says which repository it counts for.
+        let quota_held = h
+            .core
+            .runners()
+            .values()
+            .filter(|r| r.state.holds_slot())
+            .filter(|r| QUOTA_REPOS.iter().any(|q| r.scope == format!("repos/{q}")))
+            .count();
+        prop_assert!(
+            quota_held <= QUOTA_MAX,
+            "quota exceeded: {quota_held} runners"
+        );
+    }
     // No job is run by two runners.
     let mut running = HashSet::new();
     for o in h.outside.values() {
@@ -117,8 +136,20 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
-    fn limits_hold_demand_rules_and_every_job_is_served_in_the_end(ops in prop::collection::vec(op(), 1..80)) {
-        let mut h = Harness::new(config(vec![pool("linux", LINUX, 2), pool("gpu", GPU, 1)], 3));
+    fn limits_hold_demand_rules_and_every_job_is_served_in_the_end(
+        ops in prop::collection::vec(op(), 1..80),
+        policy in any::<bool>(),
+    ) {
+        let mut c = config(vec![pool("linux", LINUX, 2), pool("gpu", GPU, 1)], 3);
+        if policy {
+            // Fair share and a quota: limits and liveness hold all the same.
+            c.scheduling.fair_share = crate::config::FairShare::Repository;
+            c.quotas = vec![crate::config::QuotaConfig {
+                repositories: QUOTA_REPOS.iter().map(|r| r.to_string()).collect(),
+                max_runners: QUOTA_MAX as u32,
+            }];
+        }
+        let mut h = Harness::new(c);
         let violations = Rc::new(RefCell::new(Vec::new()));
         let seen = violations.clone();
         h.on_launch = Some(Box::new(move |core, runner| check_launch(core, runner, &seen)));
@@ -154,7 +185,7 @@ proptest! {
                 Op::Advance { seconds } => h.run_for(Duration::from_secs(seconds)),
                 Op::Restart => h.restart(),
             }
-            check_limits(&h)?;
+            check_limits(&h, policy)?;
             prop_assert!(violations.borrow().is_empty(), "{:?}", violations.borrow());
         }
         // The faults stop; running jobs end; every job runs for 30 s once it has a runner.
@@ -168,7 +199,7 @@ proptest! {
         let running: Vec<i64> = h.jobs.values().filter(|j| j.status == JobStatus::InProgress).map(|j| j.id).collect();
         for id in running { h.complete(id) }
         h.run_for(Duration::from_secs(4 * 3600));
-        check_limits(&h)?;
+        check_limits(&h, policy)?;
         prop_assert!(violations.borrow().is_empty(), "{:?}", violations.borrow());
         let waiting: Vec<i64> = h.jobs.values().filter(|j| j.status != JobStatus::Completed).map(|j| j.id).collect();
         prop_assert!(waiting.is_empty(), "jobs never served: {waiting:?}");
