@@ -4,8 +4,8 @@
 //!   answered (or [`DOCKER_READY_WAIT`] passed: webhooks must be taken even while Docker is down,
 //!   since GitHub never retries a failed delivery; launches then fail and are retried).
 //! - **Watchdog**: with `WatchdogSec=`, `WATCHDOG=1` is sent every half period while the
-//!   listener serves `/healthz` to a loopback probe and the database answers, so a wedged
-//!   daemon is restarted by systemd.
+//!   listener serves `/healthz` to a loopback probe, the scheduler takes a command and the
+//!   database answers, so a wedged daemon is restarted by systemd.
 //! - **SIGTERM / SIGINT**: `STOPPING=1`, then [`crate::app::run`]'s ordered shutdown.
 //! - **SIGHUP**: `RELOADING=1`, the configuration file is read again and applied through
 //!   [`crate::app::App::reload`]; a configuration that does not load or validate is refused with
@@ -34,6 +34,7 @@ pub const RESTART_ONLY_KEYS: &[&str] = &[
     "server.body_budget",
     "server.max_connections",
     "database.url",
+    "database.fleet",
     "docker.host",
 ];
 
@@ -74,6 +75,11 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
     if new.database.url != running.database.url {
         new.database.url = running.database.url.clone();
         kept.push("database.url");
+    }
+    if new.database.fleet != running.database.fleet {
+        // Joining or leaving a fleet changes the database lock the daemon holds.
+        new.database.fleet = running.database.fleet;
+        kept.push("database.fleet");
     }
     if new.docker.host != running.docker.host {
         new.docker.host = running.docker.host.clone();
@@ -220,6 +226,11 @@ fn spawn_watchdog(state: AppState, shutdown: CancellationToken) {
             if let Err(error) = crate::http::serve::probe::probe(state.local_addr, period / 2).await
             {
                 tracing::warn!(%error, "watchdog: the listener does not serve /healthz");
+                continue;
+            }
+            // Deliveries acknowledged while the scheduler is stuck are never processed.
+            if !state.scheduler.answers(period / 2).await {
+                tracing::warn!("watchdog: the scheduler does not answer");
                 continue;
             }
             match tokio::time::timeout(period / 2, state.store.ping()).await {

@@ -86,13 +86,18 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
 }
 
 /// Test hooks: `RUNNERHUB_TEST_PANIC_SCHEDULER_AFTER=N` makes the scheduler task panic after
-/// N processed deliveries (tests/supervision.rs). Debug builds only: a release binary cannot be
+/// N processed deliveries (tests/supervision.rs); `RUNNERHUB_TEST_WEDGE_SCHEDULER_AFTER=N` makes
+/// it hang there instead (tests/health_stalls.rs). Debug builds only: a release binary cannot be
 /// made to fail on purpose by its environment.
 fn injected_faults() -> runnerhub::supervisor::InjectedFaults {
     let mut faults = runnerhub::supervisor::InjectedFaults::default();
     if cfg!(debug_assertions) {
         faults.panic_scheduler_after_deliveries =
             std::env::var("RUNNERHUB_TEST_PANIC_SCHEDULER_AFTER")
+                .ok()
+                .and_then(|n| n.parse().ok());
+        faults.wedge_scheduler_after_deliveries =
+            std::env::var("RUNNERHUB_TEST_WEDGE_SCHEDULER_AFTER")
                 .ok()
                 .and_then(|n| n.parse().ok());
     }

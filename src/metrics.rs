@@ -64,6 +64,10 @@ pub const QUEUED_TO_RUNNER_IDLE_SECONDS: &str = "runnerhub_queued_to_runner_idle
 pub const JOB_WAIT_SECONDS: &str = "runnerhub_job_wait_seconds";
 /// Counter `{pool,reason}`: runner launches that failed; reason is one of [`LAUNCH_FAILURE_REASONS`].
 pub const RUNNER_LAUNCH_FAILURES_TOTAL: &str = "runnerhub_runner_launch_failures_total";
+/// Gauge `{pool}`: 1 while the pool is stalled: queued jobs it cannot launch for (launches
+/// failing, a refused or unusable registration scope) for 5 minutes or more; a full pool is
+/// not stalled. `GET /api/webhooks/health` says `degraded` with the cause meanwhile.
+pub const POOL_STALLED: &str = "runnerhub_pool_stalled";
 /// Gauge: connected WebSocket clients.
 pub const WEBSOCKET_CLIENTS: &str = "runnerhub_websocket_clients";
 /// Gauge: open connections on the listeners (main and metrics; WebSockets included).
@@ -124,6 +128,16 @@ pub const WAIT_REASONS: [&str; 7] = [
     "fair_share",
     "runner_starting",
 ];
+// --- A fleet (`database.fleet`) --------------------------------------------------------------
+
+/// Gauge: 1 while this instance leads its fleet (a daemon alone always does).
+pub const FLEET_LEADER: &str = "runnerhub_fleet_leader";
+/// Gauge: 1 while this instance reaches the database (heartbeats within half the instance
+/// timeout); at 0 it launches nothing and `/readyz` fails.
+pub const FLEET_CONNECTED: &str = "runnerhub_fleet_connected";
+/// Gauge `{state}` (`alive`, `dead`): the fleet's instances, as the leader counts them.
+pub const FLEET_INSTANCES: &str = "runnerhub_fleet_instances";
+
 /// Priority bands of [`QUEUE_DEPTH`].
 pub const BANDS: &[&str] = &["high", "normal", "low"];
 /// Runner states of [`RUNNERS`].
@@ -198,6 +212,7 @@ pub const ALL: &[&str] = &[
     QUEUED_TO_RUNNER_IDLE_SECONDS,
     JOB_WAIT_SECONDS,
     RUNNER_LAUNCH_FAILURES_TOTAL,
+    POOL_STALLED,
     WEBSOCKET_CLIENTS,
     HTTP_CONNECTIONS,
     HTTP_CONNECTIONS_SHED_TOTAL,
@@ -214,6 +229,9 @@ pub const ALL: &[&str] = &[
     REDELIVERY_REQUESTS_TOTAL,
     REDELIVERY_RECOVERED_TOTAL,
     REDELIVERY_GIVEN_UP_TOTAL,
+    FLEET_LEADER,
+    FLEET_CONNECTED,
+    FLEET_INSTANCES,
     CONFIG_RELOADS_TOTAL,
     CONFIG_LAST_RELOAD_SUCCESSFUL,
     BUILD_INFO,
@@ -317,6 +335,10 @@ pub fn describe(config: &Config) {
         "Queued jobs waiting longer than scheduling.wait_alert_after, by pool and reason"
     );
     describe_gauge!(RUNNERS, "Runners by pool and state");
+    describe_gauge!(
+        POOL_STALLED,
+        "1 while the pool has queued jobs it cannot launch for (not merely full) past 5 minutes"
+    );
     describe_histogram!(
         QUEUED_TO_RUNNER_IDLE_SECONDS,
         "Time from a job queued to a runner for it being idle"
@@ -370,6 +392,18 @@ pub fn describe(config: &Config) {
     describe_counter!(
         RETENTION_RECLAIMED_BYTES_TOTAL,
         "Bytes of the SQLite database given back to the filesystem after pruning"
+    );
+    describe_gauge!(
+        FLEET_LEADER,
+        "1 while this instance leads its fleet (always, without database.fleet)"
+    );
+    describe_gauge!(
+        FLEET_CONNECTED,
+        "1 while this instance's heartbeats reach the database"
+    );
+    describe_gauge!(
+        FLEET_INSTANCES,
+        "Instances of the fleet by state (alive, dead), as the leader sees them"
     );
     describe_counter!(
         REDELIVERY_PASSES_TOTAL,
@@ -436,6 +470,12 @@ pub fn describe(config: &Config) {
     metrics::counter!(HTTP_CONNECTIONS_SHED_TOTAL).increment(0);
     metrics::counter!(HTTP_CONNECTIONS_REFUSED_TOTAL).increment(0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // A daemon alone leads, is connected and is its one live instance; in a fleet the
+    // heartbeat task sets these from the first heartbeat on.
+    metrics::gauge!(FLEET_LEADER).set(1.0);
+    metrics::gauge!(FLEET_CONNECTED).set(1.0);
+    metrics::gauge!(FLEET_INSTANCES, "state" => "alive").set(1.0);
+    metrics::gauge!(FLEET_INSTANCES, "state" => "dead").set(0.0);
     // Histograms appear (with zero counts) once registered.
     let _ = metrics::histogram!(WEBHOOK_INGEST_COMMIT_SECONDS);
     let _ = metrics::histogram!(WEBHOOK_INGEST_BATCH_SIZE);
@@ -452,6 +492,7 @@ pub fn describe(config: &Config) {
         for state in RUNNER_STATES {
             metrics::gauge!(RUNNERS, "pool" => pool.clone(), "state" => *state).increment(0.0);
         }
+        metrics::gauge!(POOL_STALLED, "pool" => pool.clone()).increment(0.0);
         for reason in LAUNCH_FAILURE_REASONS {
             metrics::counter!(RUNNER_LAUNCH_FAILURES_TOTAL, "pool" => pool.clone(), "reason" => *reason)
                 .increment(0);

@@ -22,6 +22,9 @@ use tokio_util::task::TaskTracker;
 pub struct InjectedFaults {
     /// The scheduler task panics once it has processed this many deliveries.
     pub panic_scheduler_after_deliveries: Option<usize>,
+    /// The scheduler task hangs (awaits forever, as on a call that never returns) once it has
+    /// processed this many deliveries.
+    pub wedge_scheduler_after_deliveries: Option<usize>,
 }
 
 /// The first owned task that failed, and how.

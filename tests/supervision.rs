@@ -110,3 +110,66 @@ async fn a_panicking_scheduler_stops_the_daemon_non_zero_and_loses_nothing_ackno
         }
     }
 }
+
+/// A scheduler stuck inside a step (a call that never returns) processes nothing more:
+/// `/readyz` fails (and so does the watchdog, which asks the same question) while `/healthz`
+/// still answers, and the health page says the scheduler does not answer.
+#[tokio::test]
+async fn a_hung_scheduler_fails_readiness_and_shows_in_health() {
+    let database = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        &config(database.path()),
+        &[("RUNNERHUB_TEST_WEDGE_SCHEDULER_AFTER", "1")],
+        &[],
+    );
+    let get = |path: &str| {
+        let url = d.url(path);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        get("/readyz").await.0,
+        200,
+        "ready before the fault:\n{}",
+        d.logs()
+    );
+    let (_, health) = get("/api/webhooks/health").await;
+    assert_eq!(health["data"]["status"], "healthy", "{health}");
+    assert_eq!(health["data"]["scheduler_answers"], true);
+    assert_eq!(health["data"]["stalled_pools"], serde_json::json!([]));
+
+    let stream = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let body = common::job_payload(9201, "queued", &["self-hosted", "linux"]);
+    let r = sender
+        .send_request(delivery("wedge-1", &body))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    d.wait_for_log(
+        "injected fault: the scheduler hangs",
+        Duration::from_secs(10),
+    );
+
+    let (status, ready) = get("/readyz").await;
+    assert_eq!(
+        (status, &ready["status"]),
+        (503, &"scheduler_unresponsive".into())
+    );
+    assert_eq!(
+        get("/healthz").await.0,
+        200,
+        "alive: systemd's watchdog decides"
+    );
+    let (_, health) = get("/api/webhooks/health").await;
+    assert_eq!(health["data"]["status"], "degraded", "{health}");
+    assert_eq!(health["data"]["scheduler_answers"], false);
+}

@@ -9,6 +9,10 @@ use serde_json::json;
 
 use crate::app::AppState;
 
+/// How long `/readyz` waits for the scheduler task to take a command: it answers between two
+/// steps, and a step that takes longer than this is stuck (a hung database or engine call).
+pub const SCHEDULER_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
@@ -20,7 +24,9 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready to take deliveries: not shutting down, and the database answers.
+/// Ready to take deliveries: not shutting down, deliveries can be stored, the scheduler
+/// processes them, and the database answers. A stalled pool does not fail readiness (see
+/// `GET /api/webhooks/health`): every instance of a fleet would fail it at once.
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
         return (
@@ -36,6 +42,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
             axum::Json(
                 json!({"status": "writes_failing", "last_failure_seconds_ago": failing.as_secs()}),
             ),
+        )
+            .into_response();
+    }
+    if !state.scheduler.answers(SCHEDULER_READY_WAIT).await {
+        tracing::warn!("readiness check: the scheduler does not answer");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "scheduler_unresponsive"})),
+        )
+            .into_response();
+    }
+    if !state.fleet.connected() {
+        // Cut off from the fleet's database: launching nothing, and soon given up by the
+        // others; a load balancer should send deliveries to an instance that reaches it.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "fleet_disconnected"})),
         )
             .into_response();
     }

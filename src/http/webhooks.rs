@@ -244,12 +244,33 @@ async fn statistics(
 /// Pending deliveries older than this make the ingest pipeline "degraded".
 const DEGRADED_PENDING_AGE_SECS: i64 = 60;
 
+/// How long health waits for the scheduler's pool counters before saying it does not answer.
+const SCHEDULER_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `degraded` when deliveries wait too long to be processed, or a pool is stalled (queued jobs
+/// it cannot launch for, not merely full: see `scheduler::core::status`), with the cause. Not
+/// a readiness failure: every instance of a fleet sees the same stalled pool, and none of them
+/// should leave the load balancer for it (`/readyz` fails only when intake cannot work).
 async fn health(State(state): State<AppState>) -> ApiResult {
     let health = state.store.ingest_health().await?;
     let oldest_age = health
         .oldest_pending_at
         .map(|at| (Utc::now() - at).num_seconds());
-    let degraded = oldest_age.is_some_and(|age| age > DEGRADED_PENDING_AGE_SECS);
+    let pools = tokio::time::timeout(SCHEDULER_ANSWER_WAIT, state.scheduler.pools()).await;
+    let scheduler_answers = matches!(pools, Ok(Some(_)));
+    let stalled_pools: Vec<serde_json::Value> = pools
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            let b = p.stalled?;
+            Some(json!({"pool": p.name, "reason": b.reason, "since": b.since, "jobs": b.jobs}))
+        })
+        .collect();
+    let degraded = oldest_age.is_some_and(|age| age > DEGRADED_PENDING_AGE_SECS)
+        || !stalled_pools.is_empty()
+        || !scheduler_answers;
     // The original's `recentEvents` and `hourlyStats` cover the last hour.
     let last_hour = state
         .store
@@ -261,6 +282,8 @@ async fn health(State(state): State<AppState>) -> ApiResult {
         "oldest_pending_age_seconds": oldest_age,
         "last_received_at": health.last_received_at,
         "failed": health.failed,
+        "stalled_pools": stalled_pools,
+        "scheduler_answers": scheduler_answers,
         "signature_required": !state.allow_unsigned(),
         "recentEvents": last_hour.total,
         "lastEventTime": health.last_received_at,

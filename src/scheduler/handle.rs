@@ -35,6 +35,7 @@ pub(super) enum Command {
         ids: Vec<JobId>,
         reply: oneshot::Sender<HashMap<JobId, WaitInfo>>,
     },
+    Pools(oneshot::Sender<Vec<PoolStatus>>),
     RemoveRunner {
         id: String,
         reply: oneshot::Sender<Result<Runner, RemoveError>>,
@@ -68,6 +69,20 @@ impl SchedulerHandle {
             return HashMap::new();
         }
         wait.await.unwrap_or_default()
+    }
+
+    /// The pools' counters and stalls alone (health checks: no queue or runner list);
+    /// `None` when the scheduler is not running.
+    pub async fn pools(&self) -> Option<Vec<PoolStatus>> {
+        let (reply, wait) = oneshot::channel();
+        self.tx.send(Command::Pools(reply)).await.ok()?;
+        wait.await.ok()
+    }
+
+    /// Whether the scheduler task takes a command within `wait`: false when it stopped, or is
+    /// stuck inside a step (deliveries are then acknowledged and never processed).
+    pub async fn answers(&self, wait: std::time::Duration) -> bool {
+        matches!(tokio::time::timeout(wait, self.pools()).await, Ok(Some(_)))
     }
 
     /// Drains a runner: an idle one is deregistered and removed now; a busy one after its job.

@@ -28,8 +28,17 @@ pub enum BackoffKey {
 struct Backoff {
     failures: u32,
     until: DateTime<Utc>,
-    /// What the last failure said, for a waiting job's `wait_detail`.
+    /// The first failure of this run of failures: how long launches have been failing.
+    since: DateTime<Utc>,
+    /// What the last failure said, for a waiting job's `wait_detail` and a stalled pool.
     last_error: String,
+}
+
+/// A run of consecutive failures that no success has ended yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failing<'a> {
+    pub since: DateTime<Utc>,
+    pub cause: &'a str,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +56,7 @@ impl Backoffs {
         let entry = self.0.entry(key).or_insert(Backoff {
             failures: 0,
             until: now,
+            since: now,
             last_error: String::new(),
         });
         entry.failures += 1;
@@ -60,6 +70,15 @@ impl Backoffs {
             .get(key)
             .filter(|b| b.until > now)
             .map(|b| b.last_error.as_str())
+    }
+
+    /// Whether launches under `key` have failed since their last success, since when and why
+    /// (whether or not the current pause has ended).
+    pub fn failing(&self, key: &BackoffKey) -> Option<Failing<'_>> {
+        self.0.get(key).map(|b| Failing {
+            since: b.since,
+            cause: &b.last_error,
+        })
     }
 
     /// GitHub registered a runner of `pool` at `scope`: that scope is fine again.

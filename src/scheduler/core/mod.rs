@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::docker::ManagedContainer;
-use crate::domain::{Job, Runner, RunnerId, RunnerState};
+use crate::domain::{Job, JobId, Runner, RunnerId, RunnerState};
 use crate::github::{RegisteredRunner, RunnerScope};
 
 pub use self::reconcile::{POLL_INTERVAL, RECONCILE_INTERVAL};
@@ -42,7 +42,7 @@ use self::backoff::Backoffs;
 use self::outcomes::{LaunchFailure, Launched, Teardown, TeardownRequest};
 use self::policy::Policy;
 use self::queue::JobQueue;
-use self::status::PoolStatus;
+use self::status::{PoolStatus, Stalls};
 
 /// Where new runner ids come from: UUIDs in the daemon, a counter in replay. The core takes no
 /// randomness it is not given.
@@ -93,6 +93,12 @@ pub enum Input {
     Drain { runner_id: RunnerId },
     /// A reloaded configuration: pools, limits and rules apply from this step on.
     Reconfigured(Arc<Config>),
+    /// In a fleet, another instance claimed this queued job: it launches for it, this one
+    /// forgets it (it comes back if the claim is released).
+    ClaimedElsewhere { job_id: JobId },
+    /// In a fleet, launches stop while this instance cannot reach the database (its claims
+    /// would fail, and the others may soon take its jobs over), and resume after.
+    LaunchesPaused(bool),
     /// The time of [`Core::next_deadline`] has come.
     Tick,
 }
@@ -160,6 +166,10 @@ pub struct Core {
     reconciling: bool,
     /// When the next full reconciliation is due (`None`: now).
     next_reconcile: Option<DateTime<Utc>>,
+    /// No launches ([`Input::LaunchesPaused`]).
+    launches_paused: bool,
+    /// Pools with queued jobs they cannot launch for (see [`status`]).
+    stalls: Stalls,
     effects: Vec<Effect>,
 }
 
@@ -181,6 +191,8 @@ impl Core {
             last_poll: None,
             reconciling: false,
             next_reconcile: None,
+            launches_paused: false,
+            stalls: Stalls::default(),
             effects: Vec::new(),
         }
     }
@@ -207,6 +219,7 @@ impl Core {
             self.apply(input, now);
         }
         self.schedule(now, ids);
+        self.check_stalls(now);
         self.start_teardowns(now);
         self.flush();
         std::mem::take(&mut self.effects)
@@ -242,6 +255,10 @@ impl Core {
                 self.policy = Policy::new(&config);
                 self.config = config;
             }
+            Input::ClaimedElsewhere { job_id } => {
+                self.queue.remove(job_id);
+            }
+            Input::LaunchesPaused(paused) => self.launches_paused = paused,
             Input::Tick => self.on_tick(now),
         }
     }
@@ -255,6 +272,7 @@ impl Core {
             self.next_teardown_retry(),
             self.next_poll(),
             self.next_reconcile_at(),
+            self.next_stall_check(),
         ]
         .into_iter()
         .flatten()
@@ -299,6 +317,7 @@ impl Core {
                     busy: count(&[RunnerState::Busy]),
                     queued: self.queue.pool_len(&p.name),
                     consecutive_failures: self.backoff.pool_failures(&p.name),
+                    stalled: self.stalls.stalled(&p.name).cloned(),
                 }
             })
             .collect()

@@ -1,8 +1,39 @@
-//! What clients see of the core's state: per-pool counters and waiting jobs.
+//! What clients see of the core's state: per-pool counters, stalled pools and waiting jobs.
+//!
+//! A pool is *stalled* when some of its queued jobs cannot get a runner for a reason other
+//! than capacity, for [`STALL_AFTER`] or longer: its launches keep failing (the pool's backoff
+//! has not cleared: image missing, Docker down, runners that never come online), GitHub keeps
+//! refusing registrations at a job's scope, or a job has no scope it could register at. A full
+//! pool is not stalled: its jobs wait their turn. `GET /api/webhooks/health` says `degraded`
+//! with the cause while `/readyz` stays ready, since every instance of a fleet would see the
+//! same stall and none of them should leave the load balancer for it.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::Core;
+use super::backoff::BackoffKey;
 use super::queue::QueuedJob;
+
+/// How long a pool may have queued jobs it cannot launch for before it counts as stalled:
+/// longer than a launch that fails once and succeeds on its retry.
+pub const STALL_AFTER: Duration = Duration::from_secs(5 * 60);
+/// The stall check walks the queue, so it runs at most this often (and at the deadlines it
+/// asks for), not at every step of a busy queue.
+const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why a pool cannot launch for some of its queued jobs, and since when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Blocked {
+    pub reason: String,
+    /// When the cause began (the first failure of the run, or when the job was queued).
+    pub since: DateTime<Utc>,
+    /// Queued jobs of the pool that cannot get a runner for it.
+    pub jobs: usize,
+}
 
 /// Per-pool counters, as `GET /api/runners/pool/status` and `pool` events show them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,6 +50,135 @@ pub struct PoolStatus {
     pub queued: usize,
     /// Launch failures in a row (launches pause with backoff while > 0).
     pub consecutive_failures: u32,
+    /// Set while the pool is stalled (see the module documentation).
+    pub stalled: Option<Blocked>,
+}
+
+/// The pools whose launches are blocked, as of the last check.
+#[derive(Debug, Default)]
+pub(super) struct Stalls {
+    blocked: BTreeMap<String, Blocked>,
+    checked_at: Option<DateTime<Utc>>,
+}
+
+impl Stalls {
+    /// `pool`'s blocker once it has lasted [`STALL_AFTER`] (as of the last check).
+    pub(super) fn stalled(&self, pool: &str) -> Option<&Blocked> {
+        let checked_at = self.checked_at?;
+        self.blocked
+            .get(pool)
+            .filter(|b| checked_at - b.since >= stall_after())
+    }
+}
+
+fn stall_after() -> chrono::Duration {
+    chrono::Duration::from_std(STALL_AFTER).expect("in range")
+}
+
+impl Core {
+    /// Looks again at which pools are blocked (at most every [`STALL_CHECK_INTERVAL`]), and
+    /// logs a pool that becomes stalled or recovers.
+    pub(super) fn check_stalls(&mut self, now: DateTime<Utc>) {
+        let interval = chrono::Duration::from_std(STALL_CHECK_INTERVAL).expect("in range");
+        if self.stalls.checked_at.is_some_and(|at| now - at < interval) {
+            return;
+        }
+        let before: Vec<String> = self.stalled_pools().map(str::to_owned).collect();
+        let blocked = self
+            .config
+            .pools
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), self.launch_blocker(&p.name)?)))
+            .collect();
+        self.stalls = Stalls {
+            blocked,
+            checked_at: Some(now),
+        };
+        for (pool, blocked) in &self.stalls.blocked {
+            if self.stalls.stalled(pool).is_some() && !before.contains(pool) {
+                tracing::warn!(
+                    %pool, reason = %blocked.reason, since = %blocked.since, jobs = blocked.jobs,
+                    "pool stalled: queued jobs cannot get a runner"
+                );
+            }
+        }
+        for pool in before {
+            if self.stalls.stalled(&pool).is_none() {
+                tracing::info!(%pool, "pool no longer stalled");
+            }
+        }
+    }
+
+    fn stalled_pools(&self) -> impl Iterator<Item = &str> {
+        self.stalls
+            .blocked
+            .keys()
+            .filter(|p| self.stalls.stalled(p).is_some())
+            .map(String::as_str)
+    }
+
+    /// When the stall check wants to run again: while any pool is blocked, every
+    /// [`STALL_CHECK_INTERVAL`], to see it reach [`STALL_AFTER`] or clear (a clearing input
+    /// may arrive between two checks, and nothing may follow it).
+    pub(super) fn next_stall_check(&self) -> Option<DateTime<Utc>> {
+        let interval = chrono::Duration::from_std(STALL_CHECK_INTERVAL).expect("in range");
+        let checked_at = self.stalls.checked_at?;
+        (!self.stalls.blocked.is_empty()).then_some(checked_at + interval)
+    }
+
+    /// Why `pool` cannot launch for some of its queued jobs: the pool's own launches fail
+    /// (every job waits), or a job's scope is refused or missing. `None` when every queued
+    /// job could get a runner as soon as there is room.
+    fn launch_blocker(&self, pool: &str) -> Option<Blocked> {
+        let queued = self.queue.pool_len(pool);
+        if queued == 0 {
+            return None;
+        }
+        if let Some(failing) = self.backoff.failing(&BackoffKey::Pool(pool.to_owned())) {
+            return Some(Blocked {
+                reason: format!("runner launches fail: {}", failing.cause),
+                since: failing.since,
+                jobs: queued,
+            });
+        }
+        let mut worst: Option<Blocked> = None;
+        let mut jobs = 0;
+        for job in self.queue.pool_iter(pool) {
+            let blocked = match self.job_scope(&job.repository) {
+                None => Blocked {
+                    reason: format!(
+                        "repository `{}` has no scope a runner could register at",
+                        job.repository
+                    ),
+                    since: job.queued_at,
+                    jobs: 0,
+                },
+                Some(scope) => {
+                    let key = BackoffKey::Scope {
+                        pool: pool.to_owned(),
+                        scope: scope.api_path(),
+                    };
+                    let Some(failing) = self.backoff.failing(&key) else {
+                        continue;
+                    };
+                    Blocked {
+                        reason: format!(
+                            "GitHub refuses runner registrations at {}: {}",
+                            scope.api_path(),
+                            failing.cause
+                        ),
+                        since: failing.since,
+                        jobs: 0,
+                    }
+                }
+            };
+            jobs += 1;
+            if worst.as_ref().is_none_or(|w| blocked.since < w.since) {
+                worst = Some(blocked);
+            }
+        }
+        worst.map(|w| Blocked { jobs, ..w })
+    }
 }
 
 /// A waiting job as clients see it.
