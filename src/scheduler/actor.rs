@@ -203,10 +203,22 @@ impl Scheduler {
     /// Rebuilds the core's state from the database; a reconciliation follows.
     async fn restore(&mut self) {
         let store = self.deps.store.clone();
-        let restored =
-            async { anyhow::Ok((store.schedulable_jobs().await?, store.live_runners().await?)) };
+        let restored = async {
+            anyhow::Ok((
+                store.schedulable_jobs().await?,
+                store.live_runners().await?,
+                store.registered_scopes().await?,
+            ))
+        };
         match restored.await {
-            Ok((jobs, runners)) => self.step(vec![Input::Restored { jobs, runners }]).await,
+            Ok((jobs, runners, scopes)) => {
+                self.step(vec![Input::Restored {
+                    jobs,
+                    runners,
+                    scopes,
+                }])
+                .await
+            }
             Err(error) => tracing::error!(
                 error = format!("{error:#}"),
                 "cannot restore scheduler state; starting empty"
