@@ -114,6 +114,16 @@ pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "runnerhub_config_last_reload_su
 /// Gauge `{version}`: always 1; carries the running version.
 pub const BUILD_INFO: &str = "runnerhub_build_info";
 
+// --- A fleet (`database.fleet`) --------------------------------------------------------------
+
+/// Gauge: 1 while this instance leads its fleet (a daemon alone always does).
+pub const FLEET_LEADER: &str = "runnerhub_fleet_leader";
+/// Gauge: 1 while this instance reaches the database (heartbeats within half the instance
+/// timeout); at 0 it launches nothing and `/readyz` fails.
+pub const FLEET_CONNECTED: &str = "runnerhub_fleet_connected";
+/// Gauge `{state}` (`alive`, `dead`): the fleet's instances, as the leader counts them.
+pub const FLEET_INSTANCES: &str = "runnerhub_fleet_instances";
+
 /// Priority bands of [`QUEUE_DEPTH`].
 pub const BANDS: &[&str] = &["high", "normal", "low"];
 /// Runner states of [`RUNNERS`].
@@ -203,6 +213,9 @@ pub const ALL: &[&str] = &[
     REDELIVERY_REQUESTS_TOTAL,
     REDELIVERY_RECOVERED_TOTAL,
     REDELIVERY_GIVEN_UP_TOTAL,
+    FLEET_LEADER,
+    FLEET_CONNECTED,
+    FLEET_INSTANCES,
     CONFIG_RELOADS_TOTAL,
     CONFIG_LAST_RELOAD_SUCCESSFUL,
     BUILD_INFO,
@@ -359,6 +372,18 @@ pub fn describe(config: &Config) {
         RETENTION_RECLAIMED_BYTES_TOTAL,
         "Bytes of the SQLite database given back to the filesystem after pruning"
     );
+    describe_gauge!(
+        FLEET_LEADER,
+        "1 while this instance leads its fleet (always, without database.fleet)"
+    );
+    describe_gauge!(
+        FLEET_CONNECTED,
+        "1 while this instance's heartbeats reach the database"
+    );
+    describe_gauge!(
+        FLEET_INSTANCES,
+        "Instances of the fleet by state (alive, dead), as the leader sees them"
+    );
     describe_counter!(
         REDELIVERY_PASSES_TOTAL,
         "Passes over the webhooks' recent deliveries at GitHub, by result"
@@ -424,6 +449,12 @@ pub fn describe(config: &Config) {
     metrics::counter!(HTTP_CONNECTIONS_SHED_TOTAL).increment(0);
     metrics::counter!(HTTP_CONNECTIONS_REFUSED_TOTAL).increment(0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // A daemon alone leads, is connected and is its one live instance; in a fleet the
+    // heartbeat task sets these from the first heartbeat on.
+    metrics::gauge!(FLEET_LEADER).set(1.0);
+    metrics::gauge!(FLEET_CONNECTED).set(1.0);
+    metrics::gauge!(FLEET_INSTANCES, "state" => "alive").set(1.0);
+    metrics::gauge!(FLEET_INSTANCES, "state" => "dead").set(0.0);
     // Histograms appear (with zero counts) once registered.
     let _ = metrics::histogram!(WEBHOOK_INGEST_COMMIT_SECONDS);
     let _ = metrics::histogram!(WEBHOOK_INGEST_BATCH_SIZE);

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::docker::ContainerRuntime;
 use crate::domain::{Runner, RunnerId, RunnerState};
 use crate::events::{EventBus, EventKind, LiveEvent};
+use crate::fleet::Fleet;
 use crate::github::SharedGithub;
 use crate::store::Store;
 use crate::supervisor::{InjectedFaults, Supervisor};
@@ -52,6 +53,9 @@ pub struct SchedulerDeps {
     pub github: Arc<SharedGithub>,
     pub docker: Arc<dyn ContainerRuntime>,
     pub bus: EventBus,
+    /// Alone, or an instance of a fleet: then only the leader processes deliveries, the queue
+    /// comes from the database ([`super::fleet_sync`]), and a launch for a job claims it first.
+    pub fleet: Fleet,
 }
 
 /// New runner ids in the daemon: random UUIDs.
@@ -81,6 +85,11 @@ pub struct Scheduler {
     faults: InjectedFaults,
     /// Deliveries processed since start (for [`InjectedFaults`]).
     processed: usize,
+    /// In a fleet: where the next read of changed jobs starts, and when the whole queue was
+    /// last read ([`super::fleet_sync`]).
+    pub(super) sync: super::fleet_sync::SyncCursor,
+    /// Launches paused while this fleet instance cannot reach the database.
+    launches_paused: bool,
 }
 
 /// Starts the scheduler task; returns the handle the HTTP side uses. `config` holds the current
@@ -109,6 +118,8 @@ pub fn start(
         shutdown: shutdown.clone(),
         faults,
         processed: 0,
+        sync: Default::default(),
+        launches_paused: false,
     };
     supervisor.spawn(
         "scheduler",
@@ -127,6 +138,10 @@ impl Scheduler {
         shutdown: CancellationToken,
     ) {
         self.restore().await;
+        let fleet = self.deps.fleet.is_fleet();
+        let mut revivals = self.deps.fleet.revivals();
+        let mut fleet_sync = tokio::time::interval(super::fleet_sync::SYNC_INTERVAL);
+        fleet_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if !self.core.config().pools.is_empty() {
             super::watch::spawn_docker_events(
                 self.deps.docker.clone(),
@@ -162,6 +177,11 @@ impl Scheduler {
                     let config = config_updates.borrow_and_update().clone();
                     self.reconfigure(config).await;
                 }
+                _ = fleet_sync.tick(), if fleet => self.sync_fleet().await,
+                Some(()) = super::fleet_sync::revived(&mut revivals) => self.rebuild().await,
+            }
+            if fleet {
+                self.pause_launches_while_cut_off().await;
             }
             self.publish_pools();
         }
@@ -200,6 +220,33 @@ impl Scheduler {
         tracing::info!(pools, "scheduler: configuration reloaded");
     }
 
+    /// Stops launching while this fleet instance cannot reach the database, resumes after.
+    async fn pause_launches_while_cut_off(&mut self) {
+        let paused = !self.deps.fleet.connected();
+        if paused != self.launches_paused {
+            self.launches_paused = paused;
+            if paused {
+                tracing::error!(
+                    "fleet: the database is out of reach; launching nothing until it answers"
+                );
+            } else {
+                tracing::warn!("fleet: the database answers again; launching");
+            }
+            self.step(vec![Input::LaunchesPaused(paused)]).await;
+        }
+    }
+
+    /// Starts over from the database, as after a restart: the fleet declared this instance
+    /// dead, so its queued jobs went to others and its idle runners were deregistered; what
+    /// survived (a runner on a job) is adopted, containers without a live record are removed.
+    async fn rebuild(&mut self) {
+        let config = self.core.config().clone();
+        self.core = Core::new(config);
+        self.launches_paused = false;
+        self.sync = Default::default();
+        self.restore().await;
+    }
+
     /// Rebuilds the core's state from the database; a reconciliation follows.
     async fn restore(&mut self) {
         let store = self.deps.store.clone();
@@ -224,10 +271,19 @@ impl Scheduler {
                 "cannot restore scheduler state; starting empty"
             ),
         }
+        if self.deps.fleet.is_fleet() {
+            // At once, before launching for jobs another instance claimed.
+            self.sync_fleet().await;
+        }
     }
 
-    /// Processes one batch of stored deliveries; true when more are waiting.
+    /// Processes one batch of stored deliveries; true when more are waiting. In a fleet only
+    /// the leader does, so each delivery is processed once; the others learn the jobs from
+    /// the database.
     async fn process_deliveries(&mut self) -> bool {
+        if !self.deps.fleet.is_leader() {
+            return false;
+        }
         match self.processor.process_due(Utc::now()).await {
             Ok((handled, changes)) => {
                 let inputs: Vec<Input> = changes

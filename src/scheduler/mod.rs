@@ -6,6 +6,7 @@ mod actor;
 pub mod catch_up;
 pub mod core;
 mod effects;
+mod fleet_sync;
 pub mod handle;
 pub mod launcher;
 pub mod processor;

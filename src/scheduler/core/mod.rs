@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::docker::ManagedContainer;
-use crate::domain::{Job, Runner, RunnerId, RunnerState};
+use crate::domain::{Job, JobId, Runner, RunnerId, RunnerState};
 use crate::github::{RegisteredRunner, RunnerScope};
 
 pub use self::reconcile::{POLL_INTERVAL, RECONCILE_INTERVAL};
@@ -97,6 +97,12 @@ pub enum Input {
     Drain { runner_id: RunnerId },
     /// A reloaded configuration: pools, limits and rules apply from this step on.
     Reconfigured(Arc<Config>),
+    /// In a fleet, another instance claimed this queued job: it launches for it, this one
+    /// forgets it (it comes back if the claim is released).
+    ClaimedElsewhere { job_id: JobId },
+    /// In a fleet, launches stop while this instance cannot reach the database (its claims
+    /// would fail, and the others may soon take its jobs over), and resume after.
+    LaunchesPaused(bool),
     /// The time of [`Core::next_deadline`] has come.
     Tick,
 }
@@ -166,6 +172,8 @@ pub struct Core {
     next_reconcile: Option<DateTime<Utc>>,
     /// Every scope runners were registered at: a full reconciliation sweeps them ([`scopes`]).
     known_scopes: KnownScopes,
+    /// No launches ([`Input::LaunchesPaused`]).
+    launches_paused: bool,
     /// Pools with queued jobs they cannot launch for (see [`status`]).
     stalls: Stalls,
     effects: Vec<Effect>,
@@ -190,6 +198,7 @@ impl Core {
             reconciling: false,
             next_reconcile: None,
             known_scopes: KnownScopes::default(),
+            launches_paused: false,
             stalls: Stalls::default(),
             effects: Vec::new(),
         }
@@ -257,6 +266,10 @@ impl Core {
                 self.policy = Policy::new(&config);
                 self.config = config;
             }
+            Input::ClaimedElsewhere { job_id } => {
+                self.queue.remove(job_id);
+            }
+            Input::LaunchesPaused(paused) => self.launches_paused = paused,
             Input::Tick => self.on_tick(now),
         }
     }

@@ -31,7 +31,10 @@ fn leak_and_cancel(h: &mut Harness) {
     h.complete(1);
     assert_eq!(leaked(h), 1, "the registration exists at GitHub");
     assert!(
-        h.core.runners().values().all(|r| r.scope != "repos/acme/leaky"),
+        h.core
+            .runners()
+            .values()
+            .all(|r| r.scope != "repos/acme/leaky"),
         "and no record is left there"
     );
 }
