@@ -52,6 +52,10 @@ pub const WEBHOOK_LAST_RECEIVED_TIMESTAMP_SECONDS: &str = "webhook_last_received
 
 /// Gauge `{pool,band}`: queued jobs waiting for a runner; band is one of [`BANDS`].
 pub const QUEUE_DEPTH: &str = "runnerhub_queue_depth";
+/// Gauge `{pool,reason}`: queued jobs by why they wait; reason is one of [`WAIT_REASONS`].
+pub const JOBS_WAITING: &str = "runnerhub_jobs_waiting";
+/// Gauge `{pool,reason}`: of those, jobs queued longer than `scheduling.wait_alert_after`.
+pub const JOBS_WAITING_TOO_LONG: &str = "runnerhub_jobs_waiting_too_long";
 /// Gauge `{pool,state}`: runners by state; state is one of [`RUNNER_STATES`].
 pub const RUNNERS: &str = "runnerhub_runners";
 /// Histogram `{pool}`: from a job queued to a runner for it reporting idle.
@@ -114,6 +118,16 @@ pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "runnerhub_config_last_reload_su
 /// Gauge `{version}`: always 1; carries the running version.
 pub const BUILD_INFO: &str = "runnerhub_build_info";
 
+/// Reasons of [`JOBS_WAITING`] (DESIGN §13).
+pub const WAIT_REASONS: [&str; 7] = [
+    "waiting_approval",
+    "launch_backoff",
+    "quota",
+    "pool_full",
+    "host_full",
+    "fair_share",
+    "runner_starting",
+];
 // --- A fleet (`database.fleet`) --------------------------------------------------------------
 
 /// Gauge: 1 while this instance leads its fleet (a daemon alone always does).
@@ -192,6 +206,8 @@ pub const ALL: &[&str] = &[
     WEBHOOK_LAST_RECEIVED_TIMESTAMP_SECONDS,
     WEBHOOK_INGEST_WRITES_FAILING,
     QUEUE_DEPTH,
+    JOBS_WAITING,
+    JOBS_WAITING_TOO_LONG,
     RUNNERS,
     QUEUED_TO_RUNNER_IDLE_SECONDS,
     JOB_WAIT_SECONDS,
@@ -312,6 +328,11 @@ pub fn describe(config: &Config) {
     describe_gauge!(
         QUEUE_DEPTH,
         "Queued jobs waiting for a runner, by pool and priority band"
+    );
+    describe_gauge!(JOBS_WAITING, "Queued jobs by pool and the reason they wait");
+    describe_gauge!(
+        JOBS_WAITING_TOO_LONG,
+        "Queued jobs waiting longer than scheduling.wait_alert_after, by pool and reason"
     );
     describe_gauge!(RUNNERS, "Runners by pool and state");
     describe_gauge!(
@@ -462,6 +483,11 @@ pub fn describe(config: &Config) {
         let pool = pool.name.clone();
         for band in BANDS {
             metrics::gauge!(QUEUE_DEPTH, "pool" => pool.clone(), "band" => *band).increment(0.0);
+        }
+        for reason in WAIT_REASONS {
+            for name in [JOBS_WAITING, JOBS_WAITING_TOO_LONG] {
+                metrics::gauge!(name, "pool" => pool.clone(), "reason" => reason).increment(0.0);
+            }
         }
         for state in RUNNER_STATES {
             metrics::gauge!(RUNNERS, "pool" => pool.clone(), "state" => *state).increment(0.0);

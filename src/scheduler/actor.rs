@@ -20,6 +20,7 @@ use super::handle::{
     Command, PoolStatus, QueueEntry, RemoveError, SchedulerHandle, SchedulerSnapshot,
 };
 use super::processor::{Change, Processor};
+use super::waits::WaitBoard;
 use crate::config::Config;
 use crate::docker::ContainerRuntime;
 use crate::domain::{Runner, RunnerId, RunnerState};
@@ -72,6 +73,8 @@ pub struct Scheduler {
     pub(super) core: Core,
     processor: Processor,
     last_pools: Vec<PoolStatus>,
+    /// Pending jobs and the wait reasons last published for them.
+    pub(super) waits: WaitBoard,
     /// Where side-effect tasks report back.
     pub(super) inputs: mpsc::UnboundedSender<Input>,
     /// Bounds launches in flight ([`LAUNCH_CONCURRENCY`]).
@@ -111,6 +114,7 @@ pub fn start(
         core: Core::new(config),
         processor,
         last_pools: Vec::new(),
+        waits: WaitBoard::default(),
         inputs: inputs_tx,
         launch_slots: Arc::new(tokio::sync::Semaphore::new(LAUNCH_CONCURRENCY)),
         tasks: supervisor.tracker().clone(),
@@ -184,6 +188,7 @@ impl Scheduler {
                 self.pause_launches_while_cut_off().await;
             }
             self.publish_pools();
+            self.publish_wait_reasons(Utc::now());
         }
         // Running containers are left alone: the next start reconciles them.
         tracing::info!(
@@ -259,6 +264,9 @@ impl Scheduler {
         };
         match restored.await {
             Ok((jobs, runners, scopes)) => {
+                for job in &jobs {
+                    self.waits.note_job(job);
+                }
                 self.step(vec![Input::Restored {
                     jobs,
                     runners,
@@ -289,7 +297,10 @@ impl Scheduler {
                 let inputs: Vec<Input> = changes
                     .into_iter()
                     .filter_map(|change| match change {
-                        Change::Job { job, .. } => Some(Input::Job(Box::new(job))),
+                        Change::Job { job, .. } => {
+                            self.waits.note_job(&job);
+                            Some(Input::Job(Box::new(job)))
+                        }
                         Change::Push { event, .. } => Some(Input::Prewarm { event }),
                         Change::Run(_) => None,
                     })
@@ -326,6 +337,9 @@ impl Scheduler {
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Command::WaitReasons { ids, reply } => {
+                let _ = reply.send(self.waits.reasons_for(&ids));
+            }
             Command::Pools(reply) => {
                 let _ = reply.send(self.core.pool_statuses());
             }
@@ -358,7 +372,7 @@ impl Scheduler {
                 .queue()
                 .iter_ordered()
                 .into_iter()
-                .map(|j| QueueEntry::new(j, now))
+                .map(|j| QueueEntry::new(j, now, self.waits.reasons_for(&[j.id]).remove(&j.id)))
                 .collect(),
             runners,
             pools: self.core.pool_statuses(),
