@@ -56,6 +56,10 @@ pub struct App {
     pub body_budget: crate::http::body::BodyBudget,
     /// The main listener's open connections (bounded; the watchdog's probe goes through them).
     pub connections: Arc<crate::http::serve::connections::Connections>,
+    /// Alone, or this instance's place in a fleet (`database.fleet`).
+    pub fleet: crate::fleet::Fleet,
+    /// When this process started serving (`GET /api/instances`).
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Optional parts of [`run_with`] that only the binary (or a test) provides.
@@ -141,6 +145,29 @@ fn github_client(config: &Config) -> anyhow::Result<Arc<dyn GithubApi>> {
     }
 }
 
+/// With `database.fleet`: this instance's place in the fleet, after its first heartbeat.
+async fn join_fleet(
+    store: &Arc<dyn Store>,
+    config: &Config,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<crate::fleet::Fleet> {
+    if !config.database.fleet {
+        return Ok(crate::fleet::Fleet::alone());
+    }
+    let Some(fleet_store) = store.clone().fleet_store() else {
+        anyhow::bail!("database.fleet: this database cannot hold a fleet (PostgreSQL only)");
+    };
+    let fleet = crate::fleet::Fleet::member(
+        fleet_store,
+        &config.server.instance_id,
+        config.database.instance_timeout,
+    );
+    crate::fleet::membership::join(&fleet, config, started_at)
+        .await
+        .context("cannot join the fleet")?;
+    Ok(fleet)
+}
+
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then stops in order:
 /// stop intake (503) → keep answering for `server.shutdown_grace` → close the listener and finish
 /// in-flight requests, close WebSockets → flush the delivery log writer → stop the scheduler →
@@ -180,6 +207,8 @@ pub async fn run_with(
         return Ok(()); // stopped while standing by
     }
     migrate_store(store.as_ref(), &config.database.url).await?;
+    let started_at = chrono::Utc::now();
+    let fleet = join_fleet(&store, &config, started_at).await?;
     let tracker = TaskTracker::new();
     // Background work stops only after HTTP has drained, so acknowledged writes complete.
     let background = CancellationToken::new();
@@ -208,6 +237,7 @@ pub async fn run_with(
                 github.clone(),
                 stored.clone(),
                 config_updates.subscribe(),
+                fleet.clone(),
                 background.clone(),
             ),
         );
@@ -219,6 +249,7 @@ pub async fn run_with(
             store.clone(),
             hook_sightings.clone(),
             config_updates.subscribe(),
+            fleet.clone(),
             background.clone(),
         ),
     );
@@ -231,6 +262,7 @@ pub async fn run_with(
                 .take()
                 .unwrap_or_else(|| Arc::new(LazyRuntime::new(&config.docker.host))),
             bus: bus.clone(),
+            fleet: fleet.clone(),
         },
         config_updates.subscribe(),
         stored,
@@ -247,9 +279,25 @@ pub async fn run_with(
         crate::retention::run(
             store.clone(),
             config_updates.subscribe(),
+            fleet.clone(),
             background.clone(),
         ),
     );
+    if fleet.is_fleet() {
+        supervisor.spawn(
+            "fleet heartbeat",
+            crate::fleet::membership::run(
+                crate::fleet::membership::Membership {
+                    fleet: fleet.clone(),
+                    started_at,
+                    config: config_updates.subscribe(),
+                    github: github.clone(),
+                    bus: bus.clone(),
+                },
+                background.clone(),
+            ),
+        );
+    }
 
     let local_addr = listener.local_addr()?;
     let body_budget = crate::http::body::BodyBudget::new(config.server.body_budget_bytes());
@@ -270,6 +318,8 @@ pub async fn run_with(
         connections: crate::http::serve::connections::Connections::new(fd_limit::connection_limit(
             config_max_connections,
         )),
+        fleet,
+        started_at,
     }));
     let address = listener.local_addr()?;
     tracing::info!(%address, "runnerhub listening");

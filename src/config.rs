@@ -176,7 +176,17 @@ pub struct DatabaseConfig {
     /// than `retention` if that is shorter. Default `7d`; `0s` leaves them to `retention`.
     #[serde(with = "duration_str")]
     pub forged_retention: Duration,
+    /// Several instances (one per build host) serve from this one PostgreSQL database at once,
+    /// sharing the work (DESIGN §9). PostgreSQL only; not with `standby`. Default false.
+    pub fleet: bool,
+    /// In a fleet: an instance whose heartbeat is older than this is dead (its queued jobs go
+    /// back to the fleet, its idle runners are deregistered). Default `30s`.
+    #[serde(with = "duration_str")]
+    pub instance_timeout: Duration,
 }
+
+/// `database.instance_timeout`'s default.
+pub const DEFAULT_INSTANCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `database.retention`'s default: a month of history for the API, the dashboard and replay.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
@@ -193,6 +203,8 @@ impl Default for DatabaseConfig {
             standby: false,
             retention: DEFAULT_RETENTION,
             forged_retention: DEFAULT_FORGED_RETENTION,
+            fleet: false,
+            instance_timeout: DEFAULT_INSTANCE_TIMEOUT,
         }
     }
 }
@@ -205,6 +217,8 @@ impl fmt::Debug for DatabaseConfig {
             .field("standby", &self.standby)
             .field("retention", &self.retention)
             .field("forged_retention", &self.forged_retention)
+            .field("fleet", &self.fleet)
+            .field("instance_timeout", &self.instance_timeout)
             .finish()
     }
 }

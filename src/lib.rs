@@ -33,6 +33,7 @@ pub mod demo;
 pub mod docker;
 pub mod domain;
 pub mod events;
+pub mod fleet;
 pub mod github;
 pub mod hooks;
 pub mod http;

@@ -34,6 +34,7 @@ pub const RESTART_ONLY_KEYS: &[&str] = &[
     "server.body_budget",
     "server.max_connections",
     "database.url",
+    "database.fleet",
     "docker.host",
 ];
 
@@ -74,6 +75,11 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
     if new.database.url != running.database.url {
         new.database.url = running.database.url.clone();
         kept.push("database.url");
+    }
+    if new.database.fleet != running.database.fleet {
+        // Joining or leaving a fleet changes the database lock the daemon holds.
+        new.database.fleet = running.database.fleet;
+        kept.push("database.fleet");
     }
     if new.docker.host != running.docker.host {
         new.docker.host = running.docker.host.clone();

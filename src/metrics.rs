@@ -52,6 +52,10 @@ pub const WEBHOOK_LAST_RECEIVED_TIMESTAMP_SECONDS: &str = "webhook_last_received
 
 /// Gauge `{pool,band}`: queued jobs waiting for a runner; band is one of [`BANDS`].
 pub const QUEUE_DEPTH: &str = "runnerhub_queue_depth";
+/// Gauge `{pool,reason}`: queued jobs by why they wait; reason is one of [`WAIT_REASONS`].
+pub const JOBS_WAITING: &str = "runnerhub_jobs_waiting";
+/// Gauge `{pool,reason}`: of those, jobs queued longer than `scheduling.wait_alert_after`.
+pub const JOBS_WAITING_TOO_LONG: &str = "runnerhub_jobs_waiting_too_long";
 /// Gauge `{pool,state}`: runners by state; state is one of [`RUNNER_STATES`].
 pub const RUNNERS: &str = "runnerhub_runners";
 /// Histogram `{pool}`: from a job queued to a runner for it reporting idle.
@@ -113,6 +117,26 @@ pub const CONFIG_RELOADS_TOTAL: &str = "runnerhub_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "runnerhub_config_last_reload_successful";
 /// Gauge `{version}`: always 1; carries the running version.
 pub const BUILD_INFO: &str = "runnerhub_build_info";
+
+/// Reasons of [`JOBS_WAITING`] (DESIGN §13).
+pub const WAIT_REASONS: [&str; 7] = [
+    "waiting_approval",
+    "launch_backoff",
+    "quota",
+    "pool_full",
+    "host_full",
+    "fair_share",
+    "runner_starting",
+];
+// --- A fleet (`database.fleet`) --------------------------------------------------------------
+
+/// Gauge: 1 while this instance leads its fleet (a daemon alone always does).
+pub const FLEET_LEADER: &str = "runnerhub_fleet_leader";
+/// Gauge: 1 while this instance reaches the database (heartbeats within half the instance
+/// timeout); at 0 it launches nothing and `/readyz` fails.
+pub const FLEET_CONNECTED: &str = "runnerhub_fleet_connected";
+/// Gauge `{state}` (`alive`, `dead`): the fleet's instances, as the leader counts them.
+pub const FLEET_INSTANCES: &str = "runnerhub_fleet_instances";
 
 /// Priority bands of [`QUEUE_DEPTH`].
 pub const BANDS: &[&str] = &["high", "normal", "low"];
@@ -182,6 +206,8 @@ pub const ALL: &[&str] = &[
     WEBHOOK_LAST_RECEIVED_TIMESTAMP_SECONDS,
     WEBHOOK_INGEST_WRITES_FAILING,
     QUEUE_DEPTH,
+    JOBS_WAITING,
+    JOBS_WAITING_TOO_LONG,
     RUNNERS,
     QUEUED_TO_RUNNER_IDLE_SECONDS,
     JOB_WAIT_SECONDS,
@@ -203,6 +229,9 @@ pub const ALL: &[&str] = &[
     REDELIVERY_REQUESTS_TOTAL,
     REDELIVERY_RECOVERED_TOTAL,
     REDELIVERY_GIVEN_UP_TOTAL,
+    FLEET_LEADER,
+    FLEET_CONNECTED,
+    FLEET_INSTANCES,
     CONFIG_RELOADS_TOTAL,
     CONFIG_LAST_RELOAD_SUCCESSFUL,
     BUILD_INFO,
@@ -300,6 +329,11 @@ pub fn describe(config: &Config) {
         QUEUE_DEPTH,
         "Queued jobs waiting for a runner, by pool and priority band"
     );
+    describe_gauge!(JOBS_WAITING, "Queued jobs by pool and the reason they wait");
+    describe_gauge!(
+        JOBS_WAITING_TOO_LONG,
+        "Queued jobs waiting longer than scheduling.wait_alert_after, by pool and reason"
+    );
     describe_gauge!(RUNNERS, "Runners by pool and state");
     describe_gauge!(
         POOL_STALLED,
@@ -358,6 +392,18 @@ pub fn describe(config: &Config) {
     describe_counter!(
         RETENTION_RECLAIMED_BYTES_TOTAL,
         "Bytes of the SQLite database given back to the filesystem after pruning"
+    );
+    describe_gauge!(
+        FLEET_LEADER,
+        "1 while this instance leads its fleet (always, without database.fleet)"
+    );
+    describe_gauge!(
+        FLEET_CONNECTED,
+        "1 while this instance's heartbeats reach the database"
+    );
+    describe_gauge!(
+        FLEET_INSTANCES,
+        "Instances of the fleet by state (alive, dead), as the leader sees them"
     );
     describe_counter!(
         REDELIVERY_PASSES_TOTAL,
@@ -424,6 +470,12 @@ pub fn describe(config: &Config) {
     metrics::counter!(HTTP_CONNECTIONS_SHED_TOTAL).increment(0);
     metrics::counter!(HTTP_CONNECTIONS_REFUSED_TOTAL).increment(0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // A daemon alone leads, is connected and is its one live instance; in a fleet the
+    // heartbeat task sets these from the first heartbeat on.
+    metrics::gauge!(FLEET_LEADER).set(1.0);
+    metrics::gauge!(FLEET_CONNECTED).set(1.0);
+    metrics::gauge!(FLEET_INSTANCES, "state" => "alive").set(1.0);
+    metrics::gauge!(FLEET_INSTANCES, "state" => "dead").set(0.0);
     // Histograms appear (with zero counts) once registered.
     let _ = metrics::histogram!(WEBHOOK_INGEST_COMMIT_SECONDS);
     let _ = metrics::histogram!(WEBHOOK_INGEST_BATCH_SIZE);
@@ -431,6 +483,11 @@ pub fn describe(config: &Config) {
         let pool = pool.name.clone();
         for band in BANDS {
             metrics::gauge!(QUEUE_DEPTH, "pool" => pool.clone(), "band" => *band).increment(0.0);
+        }
+        for reason in WAIT_REASONS {
+            for name in [JOBS_WAITING, JOBS_WAITING_TOO_LONG] {
+                metrics::gauge!(name, "pool" => pool.clone(), "reason" => reason).increment(0.0);
+            }
         }
         for state in RUNNER_STATES {
             metrics::gauge!(RUNNERS, "pool" => pool.clone(), "state" => *state).increment(0.0);

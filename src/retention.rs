@@ -14,8 +14,8 @@
 //! same way, 1 MiB per step.
 //!
 //! Standbys never get here (they serve nothing until they hold the database). In a fleet
-//! (DESIGN §9, issue #17) this becomes the leader's job; two instances pruning at once would
-//! only share the work (each batch takes rows the other has not locked).
+//! (DESIGN §9) it is the leader's job; two instances pruning at once in a change of leader
+//! would only share the work (each batch takes rows the other has not locked).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,6 +190,7 @@ async fn pause(stop: &CancellationToken, busy: Duration) {
 pub async fn run(
     store: Arc<dyn Store>,
     config: watch::Receiver<Arc<Config>>,
+    fleet: crate::fleet::Fleet,
     shutdown: CancellationToken,
 ) {
     let mut next = tokio::time::Instant::now() + FIRST_PASS_AFTER;
@@ -197,6 +198,11 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {}
+        }
+        if !fleet.is_leader() {
+            // In a fleet the leader prunes for all.
+            next = tokio::time::Instant::now() + Duration::from_secs(60);
+            continue;
         }
         next = tokio::time::Instant::now() + PASS_INTERVAL;
         let cutoffs = Cutoffs::from_config(&config.borrow().database, Utc::now());

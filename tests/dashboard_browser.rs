@@ -1,5 +1,5 @@
 //! The dashboard in a real headless Chromium (WebDriver JSON protocol over reqwest): a job fed by
-//! the simulator appears in the queue, is taken by an in-process fake runner, and finishes.
+//! the simulator appears in the queue with why it waits, is taken by an in-process fake runner, and finishes.
 //! Needs Debian's `chromium` and `chromium-driver`; fails (does not skip) without them.
 
 mod common;
@@ -70,6 +70,22 @@ async fn dashboard_shows_a_job_queued_then_finished() {
         text.contains("acme/api") && text.contains("build"),
         "{text}"
     );
+    // The queue says why it waits (DESIGN §13): this daemon's GitHub API is unreachable, so
+    // launches back off; until the first failure a runner is starting.
+    let why = format!("{row} td.why:not([data-wait-reason=\"\"])");
+    let detail = browser.wait_for(&session, &why).await;
+    let reason = browser
+        .script(
+            &session,
+            "return document.querySelector(arguments[0]).dataset.waitReason",
+            json!([why]),
+        )
+        .await;
+    assert!(
+        ["launch_backoff", "runner_starting"].contains(&reason.as_str().unwrap_or("")),
+        "{reason} {detail}"
+    );
+    assert!(!detail.trim().is_empty(), "a sentence beside the reason");
     browser.wait_for(&session, "#webhooks li").await;
     let queued = browser.screenshot(&session, "dashboard-queued.png").await;
 

@@ -62,7 +62,12 @@ pub(super) async fn take_database(
 ) -> anyhow::Result<bool> {
     let mut waiting = false;
     loop {
-        match store.lock_for_serving(&config.server.instance_id).await {
+        let locked = if config.database.fleet {
+            store.lock_for_fleet(&config.server.instance_id).await
+        } else {
+            store.lock_for_serving(&config.server.instance_id).await
+        };
+        match locked {
             Ok(()) => {
                 if waiting {
                     tracing::warn!("standby: the database is free; taking over");

@@ -96,6 +96,15 @@ fn bad_values_name_the_key() {
             "github.registration",
         ),
         ("[database]\nurl = \"mysql://x\"", "database.url"),
+        ("[database]\nfleet = true", "database.fleet"),
+        (
+            "[database]\nurl = \"postgres://h/db\"\nfleet = true\nstandby = true",
+            "database.standby",
+        ),
+        (
+            "[database]\nurl = \"postgres://h/db\"\nfleet = true\ninstance_timeout = \"1s\"",
+            "database.instance_timeout",
+        ),
         ("[database]\nretention = \"2d\"", "database.retention"),
         ("[database]\nretention = \"a month\"", "database.retention"),
         (

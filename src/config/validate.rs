@@ -159,6 +159,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     validate_retention(&config.database)?;
+    validate_fleet(&config.database)?;
     if config.limits.max_runners == 0 {
         return Err(ConfigError::invalid(
             "limits.max_runners",
@@ -407,4 +408,31 @@ fn validate_server(server: &super::ServerConfig) -> Result<(), ConfigError> {
         )),
         Err(message) => Err(ConfigError::invalid("server.body_budget", message)),
     }
+}
+
+/// `database.fleet` needs a database several hosts reach, and excludes `standby` (in a fleet
+/// every instance serves; a standby only waits).
+fn validate_fleet(database: &super::DatabaseConfig) -> Result<(), ConfigError> {
+    if database.fleet && database.url.starts_with("sqlite:") {
+        return Err(ConfigError::invalid(
+            "database.fleet",
+            "a fleet shares one PostgreSQL database (database.url = \"postgres://…\"); \
+             SQLite serves one instance",
+        ));
+    }
+    if database.fleet && database.standby {
+        return Err(ConfigError::invalid(
+            "database.standby",
+            "not with database.fleet = true: every instance of a fleet serves",
+        ));
+    }
+    let timeout = database.instance_timeout;
+    if timeout < std::time::Duration::from_secs(3) || timeout > std::time::Duration::from_secs(600)
+    {
+        return Err(ConfigError::invalid(
+            "database.instance_timeout",
+            format!("{timeout:?} is out of range: from 3s to 10m"),
+        ));
+    }
+    Ok(())
 }

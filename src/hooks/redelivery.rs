@@ -61,6 +61,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     sightings: Arc<HookSightings>,
     mut config: watch::Receiver<Arc<Config>>,
+    fleet: crate::fleet::Fleet,
     shutdown: CancellationToken,
 ) {
     let mut client = client_for(&config.borrow());
@@ -88,6 +89,12 @@ pub async fn run(
             next = tokio::time::Instant::now() + Duration::from_secs(60);
             continue;
         };
+        if !fleet.is_leader() {
+            // In a fleet the leader asks for all, from the hooks every instance recorded.
+            let _ = store_sightings(store.as_ref(), &sightings).await;
+            next = tokio::time::Instant::now() + Duration::from_secs(5);
+            continue;
+        }
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             result = pass(store.as_ref(), client, &sightings, &mut scanned, interval) => result,

@@ -53,6 +53,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
+    if !state.fleet.connected() {
+        // Cut off from the fleet's database: launching nothing, and soon given up by the
+        // others; a load balancer should send deliveries to an instance that reaches it.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "fleet_disconnected"})),
+        )
+            .into_response();
+    }
     match state.store.ping().await {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(error) => {

@@ -1,5 +1,7 @@
 //! `GET /api/jobs`, `GET /api/jobs/{id}`.
 
+use std::collections::HashMap;
+
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -9,7 +11,9 @@ use serde_json::json;
 use super::error::{ApiError, ApiResult, ok};
 use crate::app::AppState;
 use crate::domain::JobStatus;
-use crate::scheduler::processor::job_json;
+use crate::domain::{Job, JobId};
+use crate::scheduler::handle::WaitInfo;
+use crate::scheduler::job_json_with_wait;
 use crate::store::JobFilter;
 
 pub fn routes() -> Router<AppState> {
@@ -44,7 +48,12 @@ async fn list_jobs(
             offset: q.offset,
         })
         .await?;
-    let jobs: Vec<_> = page.items.iter().map(job_json).collect();
+    let waits = wait_reasons(&state, &page.items).await;
+    let jobs: Vec<_> = page
+        .items
+        .iter()
+        .map(|job| job_json_with_wait(job, waits.get(&job.id)))
+        .collect();
     Ok(ok(
         json!({"jobs": jobs, "total": page.total, "limit": page.limit, "offset": page.offset}),
     ))
@@ -72,7 +81,23 @@ async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
         .parse()
         .map_err(|_| ApiError::bad_request(format!("`{id}` is not a job id")))?;
     match state.store.job(id).await? {
-        Some(job) => Ok(ok(job_json(&job))),
+        Some(job) => {
+            let waits = wait_reasons(&state, std::slice::from_ref(&job)).await;
+            Ok(ok(job_json_with_wait(&job, waits.get(&job.id))))
+        }
         None => Err(ApiError::NotFound(format!("job {id} is not known"))),
     }
+}
+
+/// Why the pending ones of `jobs` wait (DESIGN §13), from the scheduler.
+pub async fn wait_reasons(state: &AppState, jobs: &[Job]) -> HashMap<JobId, WaitInfo> {
+    let pending: Vec<JobId> = jobs
+        .iter()
+        .filter(|j| j.status.is_pending())
+        .map(|j| j.id)
+        .collect();
+    if pending.is_empty() {
+        return HashMap::new();
+    }
+    state.scheduler.wait_reasons(pending).await
 }

@@ -7,6 +7,7 @@ mod dashboard;
 mod dead_letters;
 pub mod error;
 mod health;
+mod instances;
 mod jobs;
 mod metrics;
 mod request_id;
@@ -33,6 +34,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(webhooks::management_routes())
         .merge(jobs::routes())
         .merge(runners::routes())
+        .merge(instances::routes())
         .merge(cleanup::routes())
         .route_layer(token());
     // What a browser can be made to reach: Host and cross-site checks in the open mode.

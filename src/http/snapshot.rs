@@ -6,7 +6,8 @@
 //! ```text
 //! {
 //!   "queue":   [Job…],     // queued + waiting jobs in the scheduler's order: aged priority,
-//!                          // then oldest (≤ 500)
+//!                          // then oldest (≤ 500); each with wait_reason and wait_detail
+//!                          // (DESIGN §13) when a pool serves it
 //!   "queue_total": 12,     // all pending jobs, even beyond the 500 listed
 //!   "running": [Job…],     // in-progress jobs, newest first (≤ 200)
 //!   "finished": [Job…],    // jobs completed in the last hour, latest first (≤ 25)
@@ -35,6 +36,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::domain::{Job, JobStatus, queue_rank};
+use crate::scheduler::job_json_with_wait;
 use crate::scheduler::processor::job_json;
 use crate::store::JobFilter;
 
@@ -79,6 +81,7 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
             j.id,
         )
     });
+    let queue_waits = super::jobs::wait_reasons(state, &queue).await;
     let mut running_jobs = store
         .list_jobs(&JobFilter {
             status: vec![JobStatus::InProgress],
@@ -163,7 +166,10 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
     };
     let running = (running >= 0).then_some(running);
     Ok(json!({
-        "queue": queue.iter().map(job_json).collect::<Vec<_>>(),
+        "queue": queue
+            .iter()
+            .map(|job| job_json_with_wait(job, queue_waits.get(&job.id)))
+            .collect::<Vec<_>>(),
         "queue_total": queue_total,
         "running": running_jobs.iter().map(job_json).collect::<Vec<_>>(),
         "finished": finished.into_iter().map(job_json).collect::<Vec<_>>(),

@@ -20,10 +20,12 @@ use super::handle::{
     Command, PoolStatus, QueueEntry, RemoveError, SchedulerHandle, SchedulerSnapshot,
 };
 use super::processor::{Change, Processor};
+use super::waits::WaitBoard;
 use crate::config::Config;
 use crate::docker::ContainerRuntime;
 use crate::domain::{Runner, RunnerId, RunnerState};
 use crate::events::{EventBus, EventKind, LiveEvent};
+use crate::fleet::Fleet;
 use crate::github::SharedGithub;
 use crate::store::Store;
 use crate::supervisor::{InjectedFaults, Supervisor};
@@ -55,6 +57,9 @@ pub struct SchedulerDeps {
     pub github: Arc<SharedGithub>,
     pub docker: Arc<dyn ContainerRuntime>,
     pub bus: EventBus,
+    /// Alone, or an instance of a fleet: then only the leader processes deliveries, the queue
+    /// comes from the database ([`super::fleet_sync`]), and a launch for a job claims it first.
+    pub fleet: Fleet,
 }
 
 /// New runner ids in the daemon: random UUIDs.
@@ -71,6 +76,8 @@ pub struct Scheduler {
     pub(super) core: Core,
     processor: Processor,
     last_pools: Vec<PoolStatus>,
+    /// Pending jobs and the wait reasons last published for them.
+    pub(super) waits: WaitBoard,
     /// Where side-effect tasks report back.
     pub(super) inputs: mpsc::UnboundedSender<Input>,
     /// Bounds registrations and container starts in flight ([`REGISTRATION_CONCURRENCY`],
@@ -85,6 +92,11 @@ pub struct Scheduler {
     faults: InjectedFaults,
     /// Deliveries processed since start (for [`InjectedFaults`]).
     processed: usize,
+    /// In a fleet: where the next read of changed jobs starts, and when the whole queue was
+    /// last read ([`super::fleet_sync`]).
+    pub(super) sync: super::fleet_sync::SyncCursor,
+    /// Launches paused while this fleet instance cannot reach the database.
+    launches_paused: bool,
 }
 
 /// Starts the scheduler task; returns the handle the HTTP side uses. `config` holds the current
@@ -106,6 +118,7 @@ pub fn start(
         core: Core::new(config),
         processor,
         last_pools: Vec::new(),
+        waits: WaitBoard::default(),
         inputs: inputs_tx,
         launch_slots: super::launcher::LaunchSlots::new(
             REGISTRATION_CONCURRENCY,
@@ -116,6 +129,8 @@ pub fn start(
         shutdown: shutdown.clone(),
         faults,
         processed: 0,
+        sync: Default::default(),
+        launches_paused: false,
     };
     supervisor.spawn(
         "scheduler",
@@ -134,6 +149,10 @@ impl Scheduler {
         shutdown: CancellationToken,
     ) {
         self.restore().await;
+        let fleet = self.deps.fleet.is_fleet();
+        let mut revivals = self.deps.fleet.revivals();
+        let mut fleet_sync = tokio::time::interval(super::fleet_sync::SYNC_INTERVAL);
+        fleet_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if !self.core.config().pools.is_empty() {
             super::watch::spawn_docker_events(
                 self.deps.docker.clone(),
@@ -169,8 +188,14 @@ impl Scheduler {
                     let config = config_updates.borrow_and_update().clone();
                     self.reconfigure(config).await;
                 }
+                _ = fleet_sync.tick(), if fleet => self.sync_fleet().await,
+                Some(()) = super::fleet_sync::revived(&mut revivals) => self.rebuild().await,
+            }
+            if fleet {
+                self.pause_launches_while_cut_off().await;
             }
             self.publish_pools();
+            self.publish_wait_reasons(Utc::now());
         }
         // Running containers are left alone: the next start reconciles them.
         tracing::info!(
@@ -207,28 +232,72 @@ impl Scheduler {
         tracing::info!(pools, "scheduler: configuration reloaded");
     }
 
+    /// Stops launching while this fleet instance cannot reach the database, resumes after.
+    async fn pause_launches_while_cut_off(&mut self) {
+        let paused = !self.deps.fleet.connected();
+        if paused != self.launches_paused {
+            self.launches_paused = paused;
+            if paused {
+                tracing::error!(
+                    "fleet: the database is out of reach; launching nothing until it answers"
+                );
+            } else {
+                tracing::warn!("fleet: the database answers again; launching");
+            }
+            self.step(vec![Input::LaunchesPaused(paused)]).await;
+        }
+    }
+
+    /// Starts over from the database, as after a restart: the fleet declared this instance
+    /// dead, so its queued jobs went to others and its idle runners were deregistered; what
+    /// survived (a runner on a job) is adopted, containers without a live record are removed.
+    async fn rebuild(&mut self) {
+        let config = self.core.config().clone();
+        self.core = Core::new(config);
+        self.launches_paused = false;
+        self.sync = Default::default();
+        self.restore().await;
+    }
+
     /// Rebuilds the core's state from the database; a reconciliation follows.
     async fn restore(&mut self) {
         let store = self.deps.store.clone();
         let restored =
             async { anyhow::Ok((store.schedulable_jobs().await?, store.live_runners().await?)) };
         match restored.await {
-            Ok((jobs, runners)) => self.step(vec![Input::Restored { jobs, runners }]).await,
+            Ok((jobs, runners)) => {
+                for job in &jobs {
+                    self.waits.note_job(job);
+                }
+                self.step(vec![Input::Restored { jobs, runners }]).await
+            }
             Err(error) => tracing::error!(
                 error = format!("{error:#}"),
                 "cannot restore scheduler state; starting empty"
             ),
         }
+        if self.deps.fleet.is_fleet() {
+            // At once, before launching for jobs another instance claimed.
+            self.sync_fleet().await;
+        }
     }
 
-    /// Processes one batch of stored deliveries; true when more are waiting.
+    /// Processes one batch of stored deliveries; true when more are waiting. In a fleet only
+    /// the leader does, so each delivery is processed once; the others learn the jobs from
+    /// the database.
     async fn process_deliveries(&mut self) -> bool {
+        if !self.deps.fleet.is_leader() {
+            return false;
+        }
         match self.processor.process_due(Utc::now()).await {
             Ok((handled, changes)) => {
                 let inputs: Vec<Input> = changes
                     .into_iter()
                     .filter_map(|change| match change {
-                        Change::Job { job, .. } => Some(Input::Job(Box::new(job))),
+                        Change::Job { job, .. } => {
+                            self.waits.note_job(&job);
+                            Some(Input::Job(Box::new(job)))
+                        }
                         Change::Push { event, .. } => Some(Input::Prewarm { event }),
                         Change::Run(_) => None,
                     })
@@ -265,6 +334,9 @@ impl Scheduler {
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Command::WaitReasons { ids, reply } => {
+                let _ = reply.send(self.waits.reasons_for(&ids));
+            }
             Command::Pools(reply) => {
                 let _ = reply.send(self.core.pool_statuses());
             }
@@ -297,7 +369,7 @@ impl Scheduler {
                 .queue()
                 .iter_ordered()
                 .into_iter()
-                .map(|j| QueueEntry::new(j, now))
+                .map(|j| QueueEntry::new(j, now, self.waits.reasons_for(&[j.id]).remove(&j.id)))
                 .collect(),
             runners,
             pools: self.core.pool_statuses(),

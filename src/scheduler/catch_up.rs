@@ -41,6 +41,7 @@ pub async fn run(
     github: Arc<SharedGithub>,
     wake: Arc<Notify>,
     config: watch::Receiver<Arc<Config>>,
+    fleet: crate::fleet::Fleet,
     shutdown: CancellationToken,
 ) {
     let mut next = tokio::time::Instant::now() + FIRST_PASS_AFTER;
@@ -52,6 +53,11 @@ pub async fn run(
         let interval = config.borrow().github.catch_up_interval;
         if interval.is_zero() {
             next = tokio::time::Instant::now() + Duration::from_secs(60); // off; look again later
+            continue;
+        }
+        if !fleet.is_leader() {
+            // In a fleet the leader catches up for all; look again when this one may lead.
+            next = tokio::time::Instant::now() + Duration::from_secs(5);
             continue;
         }
         // Cutting a pass short leaves nothing half-written: each repository's findings are

@@ -73,8 +73,43 @@ impl Scheduler {
         }
     }
 
+    /// In a fleet, claims the job a runner is launched for: false (and the core told) when
+    /// another instance has it, or when the claim could not be made.
+    async fn claim(&mut self, runner: &Runner) -> bool {
+        let (Some(member), Some(job_id)) = (self.deps.fleet.as_member(), runner.launched_for)
+        else {
+            return true; // alone, or a warm runner: nothing to claim
+        };
+        match member.store.claim_job(job_id, &member.instance).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(job.id = job_id, "fleet: job claimed by another instance");
+                let _ = self.inputs.send(Input::ClaimedElsewhere { job_id });
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, job.id = job_id, "fleet: cannot claim a job; not launching");
+                false
+            }
+        }
+    }
+
+    /// A launch that could not be claimed is given up a second later: until then its runner
+    /// still covers the job, so an unreachable database is not asked again at once, in a loop.
+    fn give_up_launch_later(&self, runner_id: String) {
+        let inputs = self.inputs.clone();
+        self.tasks.spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let _ = inputs.send(Input::LaunchNotRecorded { runner_id });
+        });
+    }
+
     /// Records the new runner durably before anything exists outside, then launches it.
     async fn launch(&mut self, runner: Runner) {
+        if !self.claim(&runner).await {
+            self.give_up_launch_later(runner.id);
+            return;
+        }
         let pool = self.core.config().pool(&runner.pool).cloned();
         let recorded = self.deps.store.save_runner(&runner).await;
         let (Some(pool), Ok(())) = (pool, recorded.as_ref()) else {

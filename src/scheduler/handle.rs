@@ -3,7 +3,11 @@
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::Runner;
+use std::collections::HashMap;
+
+use crate::domain::{JobId, Runner};
+
+pub use super::core::wait::WaitInfo;
 
 pub use super::core::status::{PoolStatus, QueueEntry};
 
@@ -27,6 +31,10 @@ pub enum RemoveError {
 
 pub(super) enum Command {
     Snapshot(oneshot::Sender<SchedulerSnapshot>),
+    WaitReasons {
+        ids: Vec<JobId>,
+        reply: oneshot::Sender<HashMap<JobId, WaitInfo>>,
+    },
     Pools(oneshot::Sender<Vec<PoolStatus>>),
     RemoveRunner {
         id: String,
@@ -46,6 +54,21 @@ impl SchedulerHandle {
         let (reply, wait) = oneshot::channel();
         self.tx.send(Command::Snapshot(reply)).await.ok()?;
         wait.await.ok()
+    }
+
+    /// Why each of these jobs waits (those queued for a pool); empty when the scheduler is
+    /// not running.
+    pub async fn wait_reasons(&self, ids: Vec<JobId>) -> HashMap<JobId, WaitInfo> {
+        let (reply, wait) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::WaitReasons { ids, reply })
+            .await
+            .is_err()
+        {
+            return HashMap::new();
+        }
+        wait.await.unwrap_or_default()
     }
 
     /// The pools' counters and stalls alone (health checks: no queue or runner list);

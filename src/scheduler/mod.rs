@@ -6,11 +6,14 @@ mod actor;
 pub mod catch_up;
 pub mod core;
 mod effects;
+mod fleet_sync;
 pub mod handle;
 pub mod launcher;
 pub mod processor;
+mod waits;
 mod watch;
 
 pub use actor::{RECONCILE_INTERVAL, SchedulerDeps, runner_event, start};
 pub use handle::{PoolStatus, QueueEntry, RemoveError, SchedulerHandle, SchedulerSnapshot};
 pub use processor::Processor;
+pub use waits::job_json_with_wait;

@@ -6,9 +6,11 @@
 //! (`tests/store_contract.rs` checks it); nothing above this module knows which one it has.
 
 mod filters;
+pub mod fleet;
 mod hot_payloads;
 mod live;
 pub mod postgres;
+mod postgres_fleet;
 mod postgres_live;
 mod postgres_prune;
 mod postgres_recovery;
@@ -88,6 +90,21 @@ pub trait Store: RecoveryStore + Send + Sync + 'static {
     /// or fails naming the one that does: two daemons on one database would both launch a
     /// runner for every job. (`runnerhub migrate` does not take it.)
     async fn lock_for_serving(&self, instance: &str) -> StoreResult<()>;
+
+    /// Joins the fleet serving from this database (`database.fleet`): shares the database with
+    /// the other instances, holds `instance` (`server.instance_id`) alone, and is refused while
+    /// a daemon without `fleet` serves from it. PostgreSQL only.
+    /// The fleet's coordination (heartbeats, leases, claims) in this database, if it can hold
+    /// it: PostgreSQL can, SQLite serves one instance.
+    fn fleet_store(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn fleet::FleetStore>> {
+        None
+    }
+
+    async fn lock_for_fleet(&self, _instance: &str) -> StoreResult<()> {
+        Err(StoreError::Unsafe(
+            "database.fleet needs a PostgreSQL database".to_owned(),
+        ))
+    }
 
     /// Lets go of what [`Store::lock_for_serving`] took (at the end of `serve`; a process that
     /// dies lets go by itself).

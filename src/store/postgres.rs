@@ -59,6 +59,7 @@ pub struct PostgresStore {
 #[derive(Default)]
 struct ServingLock {
     instance: Option<String>,
+    mode: Option<super::serving_lock::LockMode>,
     session: Option<sqlx::PgConnection>,
     checked: Option<std::time::Instant>,
 }
@@ -85,12 +86,26 @@ impl PostgresStore {
         })
     }
 
+    async fn take_serving_lock(
+        &self,
+        instance: &str,
+        mode: super::serving_lock::LockMode,
+    ) -> StoreResult<()> {
+        let session = super::serving_lock::lock_postgres(&self.options, instance, mode).await?;
+        let mut lock = self.serving.lock().await;
+        lock.instance = Some(instance.to_owned());
+        lock.mode = Some(mode);
+        lock.session = Some(session);
+        lock.checked = Some(std::time::Instant::now());
+        Ok(())
+    }
+
     /// Takes the serving lock again if its session died (a server restart ends it). If
     /// another daemon took it meanwhile, that is [`StoreError::InUse`]: this one must stop.
     /// While the server is unreachable it keeps trying, every [`SERVING_LOCK_CHECK`].
     async fn keep_serving_lock(&self) -> StoreResult<()> {
         let mut lock = self.serving.lock().await;
-        let Some(instance) = lock.instance.clone() else {
+        let (Some(instance), Some(mode)) = (lock.instance.clone(), lock.mode) else {
             return Ok(()); // not serving (`runnerhub migrate`, tests)
         };
         if lock
@@ -110,7 +125,7 @@ impl PostgresStore {
         }
         let retake = tokio::time::timeout(
             SERVING_LOCK_TIMEOUT,
-            super::serving_lock::lock_postgres(&self.options, &instance),
+            super::serving_lock::lock_postgres(&self.options, &instance, mode),
         );
         match retake.await {
             Ok(Ok(session)) => {
@@ -268,6 +283,7 @@ impl Store for PostgresStore {
     async fn unlock_serving(&self) {
         let mut lock = self.serving.lock().await;
         lock.instance = None;
+        lock.mode = None;
         if let Some(session) = lock.session.take() {
             // Closing the session ends the advisory lock with it.
             let _ =
@@ -276,12 +292,17 @@ impl Store for PostgresStore {
     }
 
     async fn lock_for_serving(&self, instance: &str) -> StoreResult<()> {
-        let session = super::serving_lock::lock_postgres(&self.options, instance).await?;
-        let mut lock = self.serving.lock().await;
-        lock.instance = Some(instance.to_owned());
-        lock.session = Some(session);
-        lock.checked = Some(std::time::Instant::now());
-        Ok(())
+        self.take_serving_lock(instance, super::serving_lock::LockMode::Alone)
+            .await
+    }
+
+    fn fleet_store(self: Arc<Self>) -> Option<Arc<dyn super::fleet::FleetStore>> {
+        Some(self)
+    }
+
+    async fn lock_for_fleet(&self, instance: &str) -> StoreResult<()> {
+        self.take_serving_lock(instance, super::serving_lock::LockMode::Fleet)
+            .await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -10,7 +10,7 @@ use super::postgres::{PostgresStore, job_from_row, sql_count};
 use super::{LiveEventBounds, LiveEventRow, Page, RunnerFilter, StoreError, StoreResult};
 use crate::domain::{Job, Runner, RunnerState};
 
-fn runner_from_row(row: &PgRow) -> StoreResult<Runner> {
+pub(super) fn runner_from_row(row: &PgRow) -> StoreResult<Runner> {
     let state: String = row.try_get("state")?;
     Ok(Runner {
         id: row.try_get("id")?,

@@ -17,8 +17,21 @@ use super::sqlite_identity::FileId;
 use super::{StoreError, StoreResult};
 
 /// The key of the PostgreSQL advisory lock ("runh"); advisory locks are per database, so
-/// other databases on the same server are not affected.
+/// other databases on the same server are not affected. A lone daemon holds it exclusively;
+/// each instance of a fleet holds it shared, so the two kinds never serve one database at once.
 const ADVISORY_KEY: i64 = 0x7275_6e68;
+/// The class of the per-instance locks of a fleet (`pg_advisory_lock(class, hashtext(id))`):
+/// one running process per `server.instance_id`, freed with its session when it dies.
+const INSTANCE_LOCK_CLASS: i32 = 0x7275_6e69;
+
+/// How a daemon holds a PostgreSQL database (`database.fleet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// The one serving daemon.
+    Alone,
+    /// One instance of a fleet: the database shared, the instance id exclusive.
+    Fleet,
+}
 
 /// Holds `<database>.lock` locked for the life of the process, and returns it with the
 /// database's canonical path.
@@ -87,17 +100,36 @@ fn lock_path(database: &Path) -> PathBuf {
 pub(super) async fn lock_postgres(
     options: &PgConnectOptions,
     instance: &str,
+    mode: LockMode,
 ) -> StoreResult<PgConnection> {
     // The application name is how the next instance learns who holds the lock.
-    let mut conn = options
-        .clone()
-        .application_name(&format!("runnerhub {instance}"))
-        .connect()
-        .await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+    let name = match mode {
+        LockMode::Alone => format!("runnerhub {instance}"),
+        LockMode::Fleet => format!("runnerhub fleet {instance}"),
+    };
+    let mut conn = options.clone().application_name(&name).connect().await?;
+    let take = match mode {
+        LockMode::Alone => "SELECT pg_try_advisory_lock($1)",
+        LockMode::Fleet => "SELECT pg_try_advisory_lock_shared($1)",
+    };
+    let locked: bool = sqlx::query_scalar(take)
         .bind(ADVISORY_KEY)
         .fetch_one(&mut conn)
         .await?;
+    if locked && mode == LockMode::Fleet {
+        let own: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(INSTANCE_LOCK_CLASS)
+            .bind(instance)
+            .fetch_one(&mut conn)
+            .await?;
+        if !own {
+            let _ = conn.close().await;
+            return Err(StoreError::InUse(format!(
+                "server.instance_id `{instance}` is held by another running instance of the \
+                 fleet: each instance needs its own id"
+            )));
+        }
+    }
     if locked {
         return Ok(conn);
     }
@@ -120,8 +152,16 @@ pub(super) async fn lock_postgres(
         ),
         None => "a session that has just let go; try again".into(),
     };
+    let hint = match mode {
+        LockMode::Alone => {
+            "; several instances share one database only with database.fleet = true on each"
+        }
+        LockMode::Fleet => {
+            "; an instance with database.fleet = true cannot join a database served without it"
+        }
+    };
     Err(StoreError::InUse(format!(
-        "database {}: in use: another runnerhub serves from it ({holder})",
+        "database {}: in use: another runnerhub serves from it ({holder}){hint}",
         options.get_database().unwrap_or("(default)")
     )))
 }

@@ -74,6 +74,23 @@ pub async fn next(ws: &mut Ws) -> Value {
 }
 
 /// The next message of `kind`, skipping others.
+/// The next message that is not a queued job's new wait reason (the scheduler publishes a
+/// `job` event with `wait_reason` whenever why a job waits changes, as timing makes them;
+/// the deliveries' own `job` events carry none).
+pub async fn next_change(ws: &mut Ws) -> Value {
+    loop {
+        let m = next(ws).await;
+        if !is_wait_update(&m) {
+            return m;
+        }
+    }
+}
+
+/// A `job` event the scheduler published because a queued job's wait reason changed.
+pub fn is_wait_update(m: &Value) -> bool {
+    m["type"] == "job" && m["data"].get("wait_reason").is_some()
+}
+
 pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
     loop {
         let m = next(ws).await;
@@ -130,14 +147,17 @@ pub fn of_kinds<'a>(messages: &'a [Value], kinds: &[&str]) -> Vec<&'a Value> {
 }
 
 /// Whether `m` is the `job` event of job `id`.
+/// A delivery's `job` event for job `id` (not a wait-reason update).
 pub fn is_job(m: &Value, id: i64) -> bool {
-    is_kind(m, &["job"]) && m["data"]["id"] == id
+    is_kind(m, &["job"]) && !is_wait_update(m) && m["data"]["id"] == id
 }
 
-/// The ids of the `job` events among `messages`, in order.
+/// The ids of the deliveries' `job` events among `messages` (wait-reason updates left out),
+/// in order.
 pub fn job_ids(messages: &[Value]) -> Vec<i64> {
     of_kinds(messages, &["job"])
         .iter()
+        .filter(|m| !is_wait_update(m))
         .map(|m| m["data"]["id"].as_i64().unwrap())
         .collect()
 }

@@ -157,6 +157,8 @@ function render() {
       el("td", { class: "wrap" }, `${j.workflow_name ? j.workflow_name + " / " : ""}${j.name} `, el("span", { class: "muted" }, "#" + j.id)),
       el("td", {}, j.repository), el("td", {}, j.pool || el("span", { class: "muted" }, "none")),
       el("td", {}, badge(j.status)),
+      el("td", { class: "wrap why", "data-wait-reason": j.wait_reason || "", title: j.wait_detail || "" },
+        j.wait_reason ? badge(j.wait_reason) : "–", j.wait_detail ? el("span", { class: "muted" }, " " + j.wait_detail) : null),
       el("td", { class: "num " + (waited > 900 ? "very-old" : waited > 120 ? "old" : "") }, duration(waited)));
   }));
   $("queue-empty").hidden = queue.length > 0;

@@ -13,7 +13,7 @@ use crate::github::RunnerScope;
 impl Core {
     /// Plans launches within capacity and backoff, and emits them.
     pub(super) fn schedule(&mut self, now: DateTime<Utc>, ids: &mut dyn RunnerIds) {
-        if self.config.pools.is_empty() || !self.wants_room() {
+        if self.config.pools.is_empty() || self.launches_paused || !self.wants_room() {
             self.pending_prewarm.clear();
             return;
         }

@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::docker::ManagedContainer;
-use crate::domain::{Job, Runner, RunnerId, RunnerState};
+use crate::domain::{Job, JobId, Runner, RunnerId, RunnerState};
 use crate::github::{RegisteredRunner, RunnerScope};
 
 pub use self::reconcile::{POLL_INTERVAL, RECONCILE_INTERVAL};
@@ -93,6 +93,12 @@ pub enum Input {
     Drain { runner_id: RunnerId },
     /// A reloaded configuration: pools, limits and rules apply from this step on.
     Reconfigured(Arc<Config>),
+    /// In a fleet, another instance claimed this queued job: it launches for it, this one
+    /// forgets it (it comes back if the claim is released).
+    ClaimedElsewhere { job_id: JobId },
+    /// In a fleet, launches stop while this instance cannot reach the database (its claims
+    /// would fail, and the others may soon take its jobs over), and resume after.
+    LaunchesPaused(bool),
     /// The time of [`Core::next_deadline`] has come.
     Tick,
 }
@@ -160,6 +166,8 @@ pub struct Core {
     reconciling: bool,
     /// When the next full reconciliation is due (`None`: now).
     next_reconcile: Option<DateTime<Utc>>,
+    /// No launches ([`Input::LaunchesPaused`]).
+    launches_paused: bool,
     /// Pools with queued jobs they cannot launch for (see [`status`]).
     stalls: Stalls,
     effects: Vec<Effect>,
@@ -183,6 +191,7 @@ impl Core {
             last_poll: None,
             reconciling: false,
             next_reconcile: None,
+            launches_paused: false,
             stalls: Stalls::default(),
             effects: Vec::new(),
         }
@@ -246,6 +255,10 @@ impl Core {
                 self.policy = Policy::new(&config);
                 self.config = config;
             }
+            Input::ClaimedElsewhere { job_id } => {
+                self.queue.remove(job_id);
+            }
+            Input::LaunchesPaused(paused) => self.launches_paused = paused,
             Input::Tick => self.on_tick(now),
         }
     }

@@ -192,10 +192,18 @@ pub struct QueueEntry {
     pub band: &'static str,
     pub queued_at: chrono::DateTime<chrono::Utc>,
     pub wait_seconds: f64,
+    /// Why it waits (DESIGN §13), and the sentence for people.
+    pub wait_reason: Option<super::wait::WaitReason>,
+    pub wait_detail: Option<String>,
 }
 
 impl QueueEntry {
-    pub fn new(job: &QueuedJob, now: chrono::DateTime<chrono::Utc>) -> Self {
+    pub fn new(
+        job: &QueuedJob,
+        now: chrono::DateTime<chrono::Utc>,
+        wait: Option<super::wait::WaitInfo>,
+    ) -> Self {
+        let (wait_reason, wait_detail) = wait.map(|w| (w.reason, w.detail)).unzip();
         QueueEntry {
             id: job.id,
             pool: job.pool.clone(),
@@ -205,6 +213,8 @@ impl QueueEntry {
             band: job.band(),
             queued_at: job.queued_at,
             wait_seconds: ((now - job.queued_at).num_milliseconds().max(0)) as f64 / 1000.0,
+            wait_reason,
+            wait_detail,
         }
     }
 }

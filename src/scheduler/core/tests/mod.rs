@@ -344,3 +344,27 @@ fn with_organization_registration_each_job_registers_with_its_own_owner() {
         "both taken by their own org's runner"
     );
 }
+
+#[test]
+fn a_job_another_fleet_instance_claimed_gets_no_runner_here() {
+    let mut h = Harness::new(config(vec![pool("linux", LINUX, 4)], 10));
+    h.feed(super::Input::LaunchesPaused(true));
+    h.queue_job(1, "acme/app", LINUX, 0);
+    h.queue_job(2, "acme/app", LINUX, 0);
+    assert!(h.launches().is_empty(), "nothing launches while paused");
+    h.feed(super::Input::ClaimedElsewhere { job_id: 1 });
+    h.feed(super::Input::LaunchesPaused(false));
+    let launched: Vec<Option<i64>> = h.launches().iter().map(|(_, r)| r.launched_for).collect();
+    assert_eq!(
+        launched,
+        [Some(2)],
+        "only the job no other instance claimed"
+    );
+    // GitHub may hand that runner job 1 (it knows nothing of claims): job 2 then gets another
+    // runner here, but job 1 never does.
+    h.run_for(minutes(10));
+    assert!(
+        h.launches().iter().all(|(_, r)| r.launched_for != Some(1)),
+        "nothing launched for the claimed job"
+    );
+}

@@ -1,0 +1,101 @@
+//! What a fleet of instances shares through the database (DESIGN §9, `database.fleet`):
+//! heartbeats, the leader's lease, claims on jobs, and the instances' view of the one queue.
+//! PostgreSQL only (`postgres_fleet.rs`): it is the coordination engine, with no consensus of
+//! runnerhub's own. Times that decide liveness are the database's clock, never an instance's.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::StoreResult;
+use crate::domain::{Job, JobId, Runner};
+
+/// What an instance says of itself at each heartbeat.
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub pools: Vec<String>,
+    /// `limits.max_runners`.
+    pub capacity: i64,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    /// The leader had declared this instance dead before this heartbeat: its queued jobs went
+    /// to others and its idle runners were deregistered, so it must rebuild its state from the
+    /// database (adopting what survived) before it launches again.
+    pub revived: bool,
+    /// This instance holds the leader's lease, for `lease` from when the heartbeat was sent.
+    pub leader: bool,
+}
+
+/// An instance as `GET /api/instances` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceRecord {
+    pub id: String,
+    pub version: String,
+    pub started: DateTime<Utc>,
+    pub last_heartbeat: DateTime<Utc>,
+    /// Heard from within `database.instance_timeout`, and not declared dead since.
+    pub alive: bool,
+    pub dead_since: Option<DateTime<Utc>>,
+    pub leader: bool,
+    pub pools: Vec<String>,
+    pub capacity: i64,
+    /// Live runners (not removed) recorded under this instance.
+    pub runners: i64,
+}
+
+/// A job and the instance that claimed it, if any.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub job: Job,
+    pub claimed_by: Option<String>,
+}
+
+/// Jobs changed since a point in the database's time.
+#[derive(Debug, Clone)]
+pub struct JobChanges {
+    pub jobs: Vec<ClaimedJob>,
+    /// The database's clock when the changes were read: the next read starts a little before
+    /// it (rows committed late with an earlier `updated_at` are read again, harmlessly).
+    pub as_of: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait FleetStore: Send + Sync + 'static {
+    /// Records that `me` is alive (clearing a `dead_since` the leader set), and takes or renews
+    /// the leader's lease for `lease` if it is free, expired or already ours.
+    async fn heartbeat(&self, me: &InstanceInfo, lease: Duration) -> StoreResult<Beat>;
+
+    /// Gives the lease up (clean shutdown), so another instance leads at its next heartbeat.
+    async fn resign(&self, me: &str) -> StoreResult<()>;
+
+    /// Leader: marks instances silent for `timeout` dead, and puts the jobs they claimed that
+    /// no runner has started back in the queue. Returns the instances newly declared dead.
+    async fn declare_dead(&self, me: &str, timeout: Duration) -> StoreResult<Vec<String>>;
+
+    /// Leader: live runner records of dead instances that are not running a job (or whose job
+    /// has completed): their registrations are the leader's to delete.
+    async fn runners_of_dead_instances(&self) -> StoreResult<Vec<Runner>>;
+
+    /// Leader: records a dead instance's runner as removed once its registration is gone,
+    /// unless the instance came back meanwhile. True when it was recorded.
+    async fn remove_runner_of_dead_instance(&self, runner: &str, reason: &str)
+    -> StoreResult<bool>;
+
+    /// Claims a queued job for `me`; false when another instance holds it or it is no longer
+    /// queued. Claiming again what `me` holds succeeds.
+    async fn claim_job(&self, job: JobId, me: &str) -> StoreResult<bool>;
+
+    /// Jobs updated at or after `since`; with `None`, every queued job a pool serves.
+    async fn job_changes(&self, since: Option<DateTime<Utc>>) -> StoreResult<JobChanges>;
+
+    /// Every instance that joined, with whether it is alive and which one leads.
+    async fn instances(&self, timeout: Duration) -> StoreResult<Vec<InstanceRecord>>;
+}
