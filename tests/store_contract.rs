@@ -528,6 +528,7 @@ async fn runners_are_saved_updated_and_listed() {
         let two = runner("r2bbbbbb", "gpu", RunnerState::Idle, 10);
         let mut gone = runner("r3cccccc", "linux", RunnerState::Removed, 20);
         gone.removed_at = Some(at(30));
+        gone.scope = "orgs/octo".to_owned();
         for r in [&one, &two, &gone] {
             store.save_runner(r).await.unwrap();
         }
@@ -554,6 +555,11 @@ async fn runners_are_saved_updated_and_listed() {
 
         let live = store.live_runners().await.unwrap();
         assert_eq!(live, vec![busy.clone(), two.clone()]);
+        assert_eq!(
+            store.registered_scopes().await.unwrap(),
+            ["orgs/octo", "repos/octo/app"],
+            "a removed runner's scope too, each once"
+        );
         seen.note("live", &live);
         let listed = store.list_runners(&RunnerFilter::default()).await.unwrap();
         assert_eq!((listed.total, listed.items.len()), (2, 2));

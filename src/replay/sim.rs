@@ -224,6 +224,7 @@ pub fn simulate(settings: &SimSettings, jobs: &[ReplayJob]) -> SimOutcome {
     sim.inputs.push_back(Input::Restored {
         jobs: Vec::new(),
         runners: Vec::new(),
+        scopes: Vec::new(),
     });
     sim.settle();
     let mut last_progress = (sim.now, sim.unresolved);

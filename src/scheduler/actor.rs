@@ -262,14 +262,24 @@ impl Scheduler {
     /// Rebuilds the core's state from the database; a reconciliation follows.
     async fn restore(&mut self) {
         let store = self.deps.store.clone();
-        let restored =
-            async { anyhow::Ok((store.schedulable_jobs().await?, store.live_runners().await?)) };
+        let restored = async {
+            anyhow::Ok((
+                store.schedulable_jobs().await?,
+                store.live_runners().await?,
+                store.registered_scopes().await?,
+            ))
+        };
         match restored.await {
-            Ok((jobs, runners)) => {
+            Ok((jobs, runners, scopes)) => {
                 for job in &jobs {
                     self.waits.note_job(job);
                 }
-                self.step(vec![Input::Restored { jobs, runners }]).await
+                self.step(vec![Input::Restored {
+                    jobs,
+                    runners,
+                    scopes,
+                }])
+                .await
             }
             Err(error) => tracing::error!(
                 error = format!("{error:#}"),

@@ -174,6 +174,11 @@ pub trait Store: RecoveryStore + Send + Sync + 'static {
 
     async fn runner_by_name(&self, name: &str) -> StoreResult<Option<Runner>>;
 
+    /// Every registration scope a runner was recorded at (removed runners within retention
+    /// included), sorted: where a registration may have leaked after a crash or a retried
+    /// registration, even with no live runner there any more.
+    async fn registered_scopes(&self) -> StoreResult<Vec<String>>;
+
     async fn list_runners(&self, filter: &RunnerFilter) -> StoreResult<Page<Runner>>;
     // ---- live feed (`GET /ws`, dashboard) ----
 

@@ -525,6 +525,10 @@ impl Store for PostgresStore {
         self.pg_live_runners().await
     }
 
+    async fn registered_scopes(&self) -> StoreResult<Vec<String>> {
+        self.pg_registered_scopes().await
+    }
+
     async fn runner_by_name(&self, name: &str) -> StoreResult<Option<Runner>> {
         self.pg_runner_by_name(name).await
     }

@@ -94,6 +94,14 @@ impl PostgresStore {
         rows.iter().map(runner_from_row).collect()
     }
 
+    pub(super) async fn pg_registered_scopes(&self) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT scope FROM runners ORDER BY scope")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub(super) async fn pg_runner_by_name(&self, name: &str) -> StoreResult<Option<Runner>> {
         let row = sqlx::query("SELECT * FROM runners WHERE name = $1")
             .bind(name)

@@ -525,6 +525,10 @@ impl Store for SqliteStore {
         self.live_runners_impl().await
     }
 
+    async fn registered_scopes(&self) -> StoreResult<Vec<String>> {
+        self.registered_scopes_impl().await
+    }
+
     async fn runner_by_name(&self, name: &str) -> StoreResult<Option<Runner>> {
         self.runner_by_name_impl(name).await
     }

@@ -80,6 +80,14 @@ impl SqliteStore {
         rows.iter().map(runner_from_row).collect()
     }
 
+    pub(super) async fn registered_scopes_impl(&self) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT scope FROM runners ORDER BY scope")
+                .fetch_all(self.reader())
+                .await?,
+        )
+    }
+
     pub(super) async fn runner_by_name_impl(&self, name: &str) -> StoreResult<Option<Runner>> {
         let row = sqlx::query("SELECT * FROM runners WHERE name = ?")
             .bind(name)

@@ -197,6 +197,7 @@ impl Core {
             removed_at: None,
             updated_at: now,
         };
+        self.known_scopes.removed_at(&runner.scope, now);
         self.effects.push(Effect::Launch(runner.clone()));
         if let Some(repository) = repository {
             self.runner_repos.insert(id.clone(), repository);

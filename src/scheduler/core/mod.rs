@@ -18,6 +18,7 @@ pub mod policy;
 pub mod queue;
 mod reconcile;
 mod runner_events;
+mod scopes;
 pub mod status;
 mod teardowns;
 mod timeouts;
@@ -42,6 +43,7 @@ use self::backoff::Backoffs;
 use self::outcomes::{LaunchFailure, Launched, Teardown, TeardownRequest};
 use self::policy::Policy;
 use self::queue::JobQueue;
+use self::scopes::KnownScopes;
 use self::status::{PoolStatus, Stalls};
 
 /// Where new runner ids come from: UUIDs in the daemon, a counter in replay. The core takes no
@@ -53,10 +55,12 @@ pub trait RunnerIds {
 /// Everything the core learns from the outside world.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// The database's jobs and live runners at start.
+    /// The database's jobs and live runners at start, and every scope runners were
+    /// registered at (where a registration may have leaked).
     Restored {
         jobs: Vec<Job>,
         runners: Vec<Runner>,
+        scopes: Vec<String>,
     },
     /// A processed delivery (or catch-up) changed a job.
     Job(Box<Job>),
@@ -166,6 +170,8 @@ pub struct Core {
     reconciling: bool,
     /// When the next full reconciliation is due (`None`: now).
     next_reconcile: Option<DateTime<Utc>>,
+    /// Every scope runners were registered at: a full reconciliation sweeps them ([`scopes`]).
+    known_scopes: KnownScopes,
     /// No launches ([`Input::LaunchesPaused`]).
     launches_paused: bool,
     /// Pools with queued jobs they cannot launch for (see [`status`]).
@@ -191,6 +197,7 @@ impl Core {
             last_poll: None,
             reconciling: false,
             next_reconcile: None,
+            known_scopes: KnownScopes::default(),
             launches_paused: false,
             stalls: Stalls::default(),
             effects: Vec::new(),
@@ -227,7 +234,11 @@ impl Core {
 
     fn apply(&mut self, input: Input, now: DateTime<Utc>) {
         match input {
-            Input::Restored { jobs, runners } => self.restore(jobs, runners, now),
+            Input::Restored {
+                jobs,
+                runners,
+                scopes,
+            } => self.restore(jobs, runners, scopes, now),
             Input::Job(job) => self.on_job(&job, now),
             Input::Prewarm { event } => self.prewarm(&event),
             Input::LaunchNotRecorded { runner_id } => {
@@ -353,6 +364,8 @@ impl Core {
             };
             self.effects.push(Effect::SaveRunner(runner.clone()));
             if runner.state == RunnerState::Removed {
+                let (scope, at) = (runner.scope.clone(), runner.updated_at);
+                self.known_scopes.removed_at(&scope, at);
                 self.runners.remove(&id);
                 self.runner_repos.remove(&id);
                 self.last_teardown_attempt.remove(&id);

@@ -20,7 +20,17 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Core {
     /// The database's state at start; a reconciliation follows at once.
-    pub(super) fn restore(&mut self, jobs: Vec<Job>, runners: Vec<Runner>, now: DateTime<Utc>) {
+    pub(super) fn restore(
+        &mut self,
+        jobs: Vec<Job>,
+        runners: Vec<Runner>,
+        scopes: Vec<String>,
+        now: DateTime<Utc>,
+    ) {
+        // A crash may have left registrations anywhere runnerhub registered: sweep them all.
+        for scope in &scopes {
+            self.known_scopes.removed_at(scope, now);
+        }
         for job in &jobs {
             self.on_job(job, now);
         }
@@ -179,11 +189,14 @@ impl Core {
         for (id, exit_code) in ended {
             self.container_ended(&id, exit_code, false, now);
         }
-        // Then GitHub: every scope we have registered runners in, plus where warm runners go.
+        // Then GitHub: the scopes of live runners, where warm runners go, and the scopes a
+        // registration may have leaked at (see `scopes.rs`).
         let mut scopes: Vec<RunnerScope> = self
             .runners
             .values()
-            .filter_map(|r| parse_scope(&r.scope))
+            .map(|r| r.scope.as_str())
+            .chain(self.known_scopes.due(now))
+            .filter_map(parse_scope)
             .collect();
         scopes.extend(
             self.config
@@ -213,7 +226,12 @@ impl Core {
         }
         for (scope, result) in observed {
             let listed = match result {
-                Ok(listed) => listed,
+                Ok(listed) => {
+                    if full {
+                        self.known_scopes.listed(&scope.api_path(), now);
+                    }
+                    listed
+                }
                 Err(error) => {
                     tracing::warn!(%scope, %error, "cannot list runners at GitHub");
                     continue;

@@ -56,6 +56,9 @@ pub struct Harness {
     pub refused_scopes: HashSet<String>,
     /// Docker has no image: every container fails to start.
     pub image_missing: bool,
+    /// The next JIT registration succeeds at GitHub while the client times out: the launch
+    /// fails with no GitHub id, and the registration stays.
+    pub leak_next_registration: bool,
     pub outside: BTreeMap<RunnerId, Outside>,
     /// What the database holds: runners as last saved, jobs as last delivered.
     pub saved_runners: BTreeMap<RunnerId, Runner>,
@@ -107,6 +110,7 @@ impl Harness {
             boot: Some(Duration::from_secs(10)),
             refused_scopes: HashSet::new(),
             image_missing: false,
+            leak_next_registration: false,
             outside: BTreeMap::new(),
             saved_runners: BTreeMap::new(),
             jobs: BTreeMap::new(),
@@ -120,6 +124,7 @@ impl Harness {
         h.feed(Input::Restored {
             jobs: Vec::new(),
             runners: Vec::new(),
+            scopes: Vec::new(),
         });
         h
     }
@@ -142,7 +147,18 @@ impl Harness {
             .filter(|r| r.state != RunnerState::Removed)
             .cloned()
             .collect();
-        self.feed(Input::Restored { jobs, runners });
+        let mut scopes: Vec<String> = self
+            .saved_runners
+            .values()
+            .map(|r| r.scope.clone())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        self.feed(Input::Restored {
+            jobs,
+            runners,
+            scopes,
+        });
     }
 
     pub fn feed(&mut self, input: Input) {
@@ -348,7 +364,14 @@ impl Harness {
                 }
                 self.saved_runners.insert(runner.id.clone(), runner.clone());
                 let github_id = self.outside.len() as i64 + 1;
-                let result = if self.refused_scopes.contains(&runner.scope) {
+                let leaked = std::mem::take(&mut self.leak_next_registration);
+                let result = if leaked {
+                    Err(LaunchFailure {
+                        reason: "github_error",
+                        message: "JIT registration timed out".into(),
+                        github_runner_id: None,
+                    })
+                } else if self.refused_scopes.contains(&runner.scope) {
                     Err(LaunchFailure {
                         reason: "github_error",
                         message: "JIT registration refused: 403".into(),
@@ -374,7 +397,7 @@ impl Harness {
                         labels: LabelSet::new(&runner.labels),
                         github_id,
                         launched_at: self.now,
-                        registered: !self.refused_scopes.contains(&runner.scope),
+                        registered: leaked || !self.refused_scopes.contains(&runner.scope),
                         container: result.is_ok().then_some(true),
                         busy_with: None,
                     },
@@ -384,11 +407,14 @@ impl Harness {
                     result,
                 });
             }
-            Effect::Teardown { runner_id, .. } => {
+            Effect::Teardown { runner_id, request } => {
                 let outcome = match self.outside.get_mut(&runner_id) {
                     Some(o) if o.busy_with.is_some() => Teardown::Busy,
                     Some(o) => {
-                        o.registered = false;
+                        // GitHub deletes by id: a registration whose id was never learnt stays.
+                        if request.github_runner_id.is_some() {
+                            o.registered = false;
+                        }
                         o.container = None;
                         Teardown::Done
                     }

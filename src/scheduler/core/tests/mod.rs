@@ -5,6 +5,7 @@ mod harness;
 mod policy;
 mod property;
 mod purity;
+mod scopes;
 mod stalls;
 
 use std::time::Duration;
