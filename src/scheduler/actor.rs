@@ -442,6 +442,7 @@ pub fn runner_event(runner: &Runner) -> LiveEvent {
             "container_id": runner.container_id, "github_runner_name": runner.name,
             "github_runner_id": runner.github_runner_id, "job_id": runner.job_id,
             "launched_for": runner.launched_for, "labels": runner.labels,
+            "instance": runner.instance,
             "failure_reason": runner.failure_reason, "draining": runner.draining,
             "created_at": runner.created_at, "idle_at": runner.idle_at, "busy_at": runner.busy_at,
         }),
