@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 
 use runnerhub::config::Config;
 
+/// The allocator of the `runnerhub` binary (src/main.rs), so that the bench times what
+/// `runnerhub replay` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const POOLS: &str = r#"
 [database]
 url = "sqlite:///nonexistent/replay-bench.db"
@@ -121,6 +126,24 @@ fn peak_resident_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time of this process so far (user + system), from `/proc/self/stat` (in USER_HZ =
+/// 1/100 s, fixed by the kernel's ABI): unlike the wall time, other work on the machine does
+/// not inflate it.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 counted from field 3.
+    ticks(11)
+        .zip(ticks(12))
+        .map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let jobs = args
@@ -146,14 +169,16 @@ fn main() {
     let config =
         Config::from_toml_with_env(POOLS, std::path::Path::new("bench.toml"), &env).unwrap();
     let before = peak_resident_mib();
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let (_, report) =
         runnerhub::replay::cli::replay_under(&config, &events, Duration::from_secs(10)).unwrap();
     let took = started.elapsed();
     println!(
-        "replay: {jobs} jobs, {lines} deliveries ({size:.0} MB) in {:.2} s; peak resident {:.0} MiB \
-         (before the replay {before:.0} MiB)",
+        "replay: {jobs} jobs, {lines} deliveries ({size:.0} MB) in {:.2} s ({:.2} s of CPU); \
+         peak resident {:.0} MiB (before the replay {before:.0} MiB)",
         took.as_secs_f64(),
+        cpu_seconds() - cpu_before,
         peak_resident_mib()
     );
     println!(
