@@ -5,12 +5,22 @@
 //! With `--html FILE`, then runs `runnerhub replay --html FILE` on the same events (the binary,
 //! as a user would) and prints the page's size and the command's time.
 //!
-//! `cargo bench --bench replay -- [--jobs 100000] [--html report.html]`
+//! With `--matrix`, the linux pool's jobs come instead from one repository's matrix builds (40
+//! jobs queued at once, 40% of all jobs) and five repositories' single jobs: the traffic that
+//! fair share and quotas are for. `--write-events FILE` only writes the events there (for
+//! `runnerhub replay --compare`, see the README's "Scheduling policy").
+//!
+//! `cargo bench --bench replay -- [--jobs 100000] [--matrix] [--write-events FILE] [--html report.html]`
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use runnerhub::config::Config;
+
+/// The allocator of the `runnerhub` binary (src/main.rs), so that the bench times what
+/// `runnerhub replay` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const POOLS: &str = r#"
 [database]
@@ -46,7 +56,12 @@ impl Lcg {
     }
 }
 
-fn write_events(path: &std::path::Path, jobs: u64) -> u64 {
+/// Jobs of one matrix build, queued within the same second.
+const MATRIX_SIZE: u64 = 40;
+/// Repositories whose jobs come one at a time in `--matrix` traffic.
+const SMALL_REPOS: [&str; 5] = ["acme/web", "acme/docs", "acme/cli", "acme/api", "acme/site"];
+
+fn write_events(path: &std::path::Path, jobs: u64, matrix: bool) -> u64 {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut rng = Lcg(42);
     let start = chrono::DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z")
@@ -55,11 +70,24 @@ fn write_events(path: &std::path::Path, jobs: u64) -> u64 {
     let month_ms = 30 * 24 * 3_600_000u64;
     let mut lines = 0;
     for id in 1..=jobs {
-        let created = start + chrono::Duration::milliseconds((id * month_ms / jobs) as i64);
+        let mut created = start + chrono::Duration::milliseconds((id * month_ms / jobs) as i64);
         let (labels, repo) = match rng.next(10) {
             0..=6 => (r#"["self-hosted","linux","x64"]"#, "acme/app"),
             7 | 8 => (r#"["self-hosted","linux","x64","large"]"#, "acme/build"),
             _ => (r#"["self-hosted","linux","gpu"]"#, "acme/ml"),
+        };
+        let (labels, repo) = if !matrix {
+            (labels, repo)
+        } else if id % 100 < MATRIX_SIZE {
+            // The matrix: queued a few ms apart, amid the single jobs of ids 140..199 (for a
+            // matrix of ids 100..139), so that they arrive while it runs.
+            let at = id - id % 100 + 50;
+            created =
+                start + chrono::Duration::milliseconds((at * month_ms / jobs + id % 100) as i64);
+            (r#"["self-hosted","linux","x64"]"#, "acme/monorepo")
+        } else {
+            let small = SMALL_REPOS[rng.next(SMALL_REPOS.len() as u64) as usize];
+            (r#"["self-hosted","linux","x64"]"#, small)
         };
         let started = created + chrono::Duration::seconds(5 + rng.next(60) as i64);
         let completed = started + chrono::Duration::seconds(60 + rng.next(20 * 60) as i64);
@@ -98,6 +126,24 @@ fn peak_resident_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time of this process so far (user + system), from `/proc/self/stat` (in USER_HZ =
+/// 1/100 s, fixed by the kernel's ABI): unlike the wall time, other work on the machine does
+/// not inflate it.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 counted from field 3.
+    ticks(11)
+        .zip(ticks(12))
+        .map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let jobs = args
@@ -105,22 +151,34 @@ fn main() {
         .position(|a| a == "--jobs")
         .and_then(|i| args.get(i + 1))
         .map_or(100_000, |v| v.parse().expect("--jobs N"));
+    let matrix = args.iter().any(|a| a == "--matrix");
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--write-events")
+        .and_then(|i| args.get(i + 1))
+    {
+        let lines = write_events(std::path::Path::new(path), jobs, matrix);
+        println!("wrote {lines} deliveries of {jobs} jobs to {path}");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.ndjson");
-    let lines = write_events(&events, jobs);
+    let lines = write_events(&events, jobs, matrix);
     let size = std::fs::metadata(&events).unwrap().len() as f64 / 1e6;
     let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), "bench".to_owned())];
     let config =
         Config::from_toml_with_env(POOLS, std::path::Path::new("bench.toml"), &env).unwrap();
     let before = peak_resident_mib();
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let (_, report) =
         runnerhub::replay::cli::replay_under(&config, &events, Duration::from_secs(10)).unwrap();
     let took = started.elapsed();
     println!(
-        "replay: {jobs} jobs, {lines} deliveries ({size:.0} MB) in {:.2} s; peak resident {:.0} MiB \
-         (before the replay {before:.0} MiB)",
+        "replay: {jobs} jobs, {lines} deliveries ({size:.0} MB) in {:.2} s ({:.2} s of CPU); \
+         peak resident {:.0} MiB (before the replay {before:.0} MiB)",
         took.as_secs_f64(),
+        cpu_seconds() - cpu_before,
         peak_resident_mib()
     );
     println!(

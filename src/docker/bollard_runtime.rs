@@ -76,29 +76,7 @@ impl ContainerRuntime for BollardRuntime {
     }
 
     async fn create_and_start(&self, spec: &RunnerContainerSpec) -> Result<String, DockerError> {
-        let host_config = HostConfig {
-            nano_cpus: spec.nano_cpus,
-            memory: spec.memory_bytes,
-            // Without this Docker allows as much swap again; a runner over its limit should be
-            // OOM-killed and reported, not thrash the host's swap.
-            memory_swap: spec.memory_bytes,
-            network_mode: Some(spec.network.clone()),
-            binds: (!spec.mounts.is_empty()).then(|| spec.mounts.clone()),
-            privileged: Some(spec.privileged),
-            ..Default::default()
-        };
-        let config = Config {
-            image: Some(spec.image.clone()),
-            cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
-            env: Some(spec.env_strings()),
-            labels: Some(spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions {
-            name: spec.name.clone(),
-            platform: None,
-        };
+        let (options, config) = create_request(spec);
         let created = timed(
             "create_container",
             self.docker.create_container(Some(options), config),
@@ -256,6 +234,37 @@ impl ContainerRuntime for BollardRuntime {
             })
             .boxed()
     }
+}
+
+/// The Engine API's create request for a runner container (also what `benches/burst.rs` sends
+/// straight to the engine as its baseline, so both create the same container).
+pub fn create_request(
+    spec: &RunnerContainerSpec,
+) -> (CreateContainerOptions<String>, Config<String>) {
+    let host_config = HostConfig {
+        nano_cpus: spec.nano_cpus,
+        memory: spec.memory_bytes,
+        // Without this Docker allows as much swap again; a runner over its limit should be
+        // OOM-killed and reported, not thrash the host's swap.
+        memory_swap: spec.memory_bytes,
+        network_mode: Some(spec.network.clone()),
+        binds: (!spec.mounts.is_empty()).then(|| spec.mounts.clone()),
+        privileged: Some(spec.privileged),
+        ..Default::default()
+    };
+    let config = Config {
+        image: Some(spec.image.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        env: Some(spec.env_strings()),
+        labels: Some(spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: spec.name.clone(),
+        platform: None,
+    };
+    (options, config)
 }
 
 /// How long after a SIGKILL exit with no `oom` event the container's own record is asked.

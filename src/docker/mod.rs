@@ -8,7 +8,7 @@ mod bollard_runtime;
 mod lazy;
 mod spec;
 
-pub use bollard_runtime::BollardRuntime;
+pub use bollard_runtime::{BollardRuntime, create_request};
 pub use lazy::LazyRuntime;
 pub use spec::{JIT_CONFIG_ENV, RunnerContainerSpec};
 

@@ -100,6 +100,8 @@ impl ReadOnlyDatabase {
     }
 
     /// The median launch → online of the most recent runners that came online, if any did.
+    /// Online is when the daemon saw the runner idle, or busy for one that took a job at once:
+    /// a runner launched for a waiting job is handed it as it connects, and is never seen idle.
     pub async fn median_boot_time(&mut self) -> anyhow::Result<Option<std::time::Duration>> {
         let pairs: Vec<(DateTime<Utc>, DateTime<Utc>)> = match self {
             ReadOnlyDatabase::Sqlite(conn) => sqlx::query_as(BOOT_QUERY).fetch_all(conn).await?,
@@ -116,8 +118,8 @@ impl ReadOnlyDatabase {
     }
 }
 
-const BOOT_QUERY: &str = "SELECT created_at, idle_at FROM runners WHERE idle_at IS NOT NULL \
-     ORDER BY created_at DESC LIMIT 10000";
+const BOOT_QUERY: &str = "SELECT created_at, COALESCE(idle_at, busy_at) FROM runners \
+     WHERE COALESCE(idle_at, busy_at) IS NOT NULL ORDER BY created_at DESC LIMIT 10000";
 
 fn write_row<R: Row>(row: &R, out: &mut impl Write) -> anyhow::Result<()>
 where

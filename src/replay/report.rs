@@ -27,6 +27,7 @@ pub fn render(counts: &Counts, base: &Report, other: Option<(&str, &Report)>) ->
             other.map(|(_, o)| o.pools.get(name).unwrap_or(empty)),
         ));
     }
+    let by_repository = repository_rows(base, other.map(|(_, o)| o));
     for (title, a, b) in sections {
         let _ = writeln!(out, "\n{title}");
         match (b, other) {
@@ -46,6 +47,39 @@ pub fn render(counts: &Counts, base: &Report, other: Option<(&str, &Report)>) ->
                 }
             }
         }
+    }
+    if !by_repository.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nwait p50 / p95 (s) by repository (the {} with the most jobs)",
+            base.repositories.len()
+        );
+        if let Some((label, _)) = other {
+            let _ = writeln!(out, "  {:<22} {:>12} {:>12}", "", "base", label);
+        }
+        out.push_str(&by_repository);
+    }
+    out
+}
+
+/// `repository  p50 / p95` rows, with the other configuration's beside when comparing.
+fn repository_rows(base: &Report, other: Option<&Report>) -> String {
+    let mut out = String::new();
+    let cell = |r: Option<&super::stats::RepositoryWaits>| {
+        r.map_or("–".to_owned(), |r| {
+            format!("{:.0} / {:.0}", r.wait_seconds.p50, r.wait_seconds.p95)
+        })
+    };
+    for repo in &base.repositories {
+        let _ = write!(out, "  {:<22} {:>12}", repo.repository, cell(Some(repo)));
+        if let Some(other) = other {
+            let theirs = other
+                .repositories
+                .iter()
+                .find(|r| r.repository == repo.repository);
+            let _ = write!(out, " {:>12}", cell(theirs));
+        }
+        out.push('\n');
     }
     out
 }

@@ -39,6 +39,21 @@ pub struct Report {
     /// Jobs cancelled while queued (they leave the queue at their recorded time).
     pub cancelled: u64,
     pub pools: BTreeMap<String, Summary>,
+    /// Waits of the repositories with the most served jobs (at most
+    /// [`REPORTED_REPOSITORIES`]), for the text report: what fair share and quotas change.
+    #[serde(skip)]
+    pub repositories: Vec<RepositoryWaits>,
+}
+
+/// Repositories the text report lists at most.
+pub const REPORTED_REPOSITORIES: usize = 10;
+
+/// One repository's served jobs and their waits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RepositoryWaits {
+    pub repository: String,
+    pub served: u64,
+    pub wait_seconds: WaitSeconds,
 }
 
 pub fn summarise(workload: &Workload, outcome: &SimOutcome, pool_names: &[String]) -> Report {
@@ -50,6 +65,12 @@ pub fn summarise(workload: &Workload, outcome: &SimOutcome, pool_names: &[String
     let mut overall = Summary::default();
     let mut all_waits = Vec::new();
     let mut cancelled = 0;
+    let repository_of: std::collections::HashMap<i64, &str> = workload
+        .jobs
+        .iter()
+        .map(|j| (j.id, j.repository.as_str()))
+        .collect();
+    let mut by_repository: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for job in &workload.jobs {
         if matches!(job.fate, Fate::Runs { .. }) {
             overall.jobs += 1;
@@ -67,6 +88,9 @@ pub fn summarise(workload: &Workload, outcome: &SimOutcome, pool_names: &[String
             all_waits.push(seconds);
             pools.entry(result.pool.clone()).or_default().served += 1;
             waits.entry(result.pool.as_str()).or_default().push(seconds);
+            if let Some(repository) = repository_of.get(&result.id) {
+                by_repository.entry(repository).or_default().push(seconds);
+            }
         }
     }
     overall.unserved = overall.jobs - overall.served;
@@ -82,11 +106,26 @@ pub fn summarise(workload: &Workload, outcome: &SimOutcome, pool_names: &[String
         summary.runner_minutes = runner_minutes(lives());
         summary.peak_runners = peak(lives());
     }
+    let mut repositories: Vec<RepositoryWaits> = by_repository
+        .into_iter()
+        .map(|(repository, mut w)| RepositoryWaits {
+            repository: repository.to_owned(),
+            served: w.len() as u64,
+            wait_seconds: wait_percentiles(&mut w),
+        })
+        .collect();
+    repositories.sort_by(|a, b| {
+        b.served
+            .cmp(&a.served)
+            .then(a.repository.cmp(&b.repository))
+    });
+    repositories.truncate(REPORTED_REPOSITORIES);
     Report {
         overall,
         unfinished: workload.counts.unfinished,
         cancelled,
         pools,
+        repositories,
     }
 }
 

@@ -44,9 +44,12 @@ const PROCESSOR_SWEEP: Duration = Duration::from_secs(1);
 /// can act on yet from spinning the loop; the ceiling bounds the effect of a wall-clock jump.
 const MIN_TICK_WAIT: Duration = Duration::from_millis(20);
 const MAX_TICK_WAIT: Duration = Duration::from_secs(30);
-/// Launches (JIT registration + container create and start) in flight at once; the rest of a
-/// burst waits its turn (see `benches/burst.rs` for what the engine does with more).
+/// Container create+start calls in flight at once; the rest of a burst waits its turn (the
+/// engine is fastest with a few calls in flight; `benches/burst.rs` compares with it).
 pub(super) const LAUNCH_CONCURRENCY: usize = 8;
+/// JIT registrations in flight at once, ahead of the container starts (GitHub's guidance is
+/// to keep concurrent requests few; its secondary rate limit counts them).
+pub(super) const REGISTRATION_CONCURRENCY: usize = 16;
 
 /// What the scheduler needs from the outside world.
 pub struct SchedulerDeps {
@@ -77,8 +80,9 @@ pub struct Scheduler {
     pub(super) waits: WaitBoard,
     /// Where side-effect tasks report back.
     pub(super) inputs: mpsc::UnboundedSender<Input>,
-    /// Bounds launches in flight ([`LAUNCH_CONCURRENCY`]).
-    pub(super) launch_slots: Arc<tokio::sync::Semaphore>,
+    /// Bounds registrations and container starts in flight ([`REGISTRATION_CONCURRENCY`],
+    /// [`LAUNCH_CONCURRENCY`]).
+    pub(super) launch_slots: super::launcher::LaunchSlots,
     /// Short-lived side-effect tasks (launch, teardown, polls), drained at shutdown.
     pub(super) tasks: TaskTracker,
     supervisor: Supervisor,
@@ -116,7 +120,10 @@ pub fn start(
         last_pools: Vec::new(),
         waits: WaitBoard::default(),
         inputs: inputs_tx,
-        launch_slots: Arc::new(tokio::sync::Semaphore::new(LAUNCH_CONCURRENCY)),
+        launch_slots: super::launcher::LaunchSlots::new(
+            REGISTRATION_CONCURRENCY,
+            LAUNCH_CONCURRENCY,
+        ),
         tasks: supervisor.tracker().clone(),
         supervisor: supervisor.clone(),
         shutdown: shutdown.clone(),
@@ -435,6 +442,7 @@ pub fn runner_event(runner: &Runner) -> LiveEvent {
             "container_id": runner.container_id, "github_runner_name": runner.name,
             "github_runner_id": runner.github_runner_id, "job_id": runner.job_id,
             "launched_for": runner.launched_for, "labels": runner.labels,
+            "instance": runner.instance,
             "failure_reason": runner.failure_reason, "draining": runner.draining,
             "created_at": runner.created_at, "idle_at": runner.idle_at, "busy_at": runner.busy_at,
         }),

@@ -138,13 +138,12 @@ impl Scheduler {
         };
         let runner_id = runner.id;
         let slots = self.launch_slots.clone();
+        // A burst of launches registers REGISTRATION_CONCURRENCY and starts
+        // LAUNCH_CONCURRENCY containers at a time (launcher::LaunchSlots).
         self.spawn_side_effect(move |github, docker| async move {
-            // A burst of launches runs LAUNCH_CONCURRENCY at a time: the engine creates and
-            // starts containers fastest with a few calls in flight, not with a hundred.
-            let _slot = slots.acquire_owned().await;
             Input::Launched {
                 runner_id,
-                result: launcher::launch(github, docker, request).await,
+                result: launcher::launch(github, docker, request, slots).await,
             }
         });
     }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 pub use super::core::outcomes::{LaunchFailure, Launched, Teardown, TeardownRequest, parse_scope};
 use crate::config::PoolConfig;
 use crate::docker::{ContainerRuntime, DockerError, RunnerContainerSpec};
@@ -19,11 +21,35 @@ pub struct LaunchRequest {
     pub instance: String,
 }
 
+/// How many launches may be at each of their two steps at once. Separate bounds, so that a
+/// burst's registrations run ahead while the engine works through the containers: under one
+/// bound every container start also waited for a GitHub round trip (about 0.3 s each at
+/// github.com), one wave of slots after another.
+#[derive(Clone)]
+pub struct LaunchSlots {
+    /// JIT registrations in flight: GitHub asks integrations to keep concurrent requests few.
+    pub registrations: Arc<Semaphore>,
+    /// Container create+start in flight: the engine is fastest with a few calls at once, not
+    /// with a hundred (`benches/burst.rs`).
+    pub containers: Arc<Semaphore>,
+}
+
+impl LaunchSlots {
+    pub fn new(registrations: usize, containers: usize) -> Self {
+        LaunchSlots {
+            registrations: Arc::new(Semaphore::new(registrations)),
+            containers: Arc::new(Semaphore::new(containers)),
+        }
+    }
+}
+
 pub async fn launch(
     github: Arc<dyn GithubApi>,
     docker: Arc<dyn ContainerRuntime>,
     req: LaunchRequest,
+    slots: LaunchSlots,
 ) -> Result<Launched, LaunchFailure> {
+    let registration_slot = slots.registrations.acquire().await;
     let jit = github
         .generate_jit_config(&JitRequest {
             scope: req.scope.clone(),
@@ -31,18 +57,20 @@ pub async fn launch(
             labels: req.labels.clone(),
             runner_group_id: req.runner_group_id,
         })
-        .await
-        .map_err(|e| LaunchFailure {
-            reason: "github_error",
-            message: format!("JIT registration at {} failed: {e}", req.scope),
-            github_runner_id: None,
-        })?;
+        .await;
+    drop(registration_slot);
+    let jit = jit.map_err(|e| LaunchFailure {
+        reason: "github_error",
+        message: format!("JIT registration at {} failed: {e}", req.scope),
+        github_runner_id: None,
+    })?;
     let spec = RunnerContainerSpec::for_runner(
         &req.pool,
         &req.instance,
         &req.runner_id,
         &jit.encoded_jit_config,
     );
+    let _container_slot = slots.containers.acquire().await;
     match docker.create_and_start(&spec).await {
         Ok(container_id) => Ok(Launched {
             github_runner_id: jit.runner_id,

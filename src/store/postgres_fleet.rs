@@ -31,23 +31,29 @@ impl FleetStore for PostgresStore {
     async fn heartbeat(&self, me: &InstanceInfo, lease: Duration) -> StoreResult<Beat> {
         let mut tx = self.pool.begin().await?;
         // The row before this heartbeat says whether the leader had given this instance up.
-        let revived: bool = sqlx::query_scalar(
-            "WITH before AS (SELECT dead_since FROM fleet_instances WHERE id = $1 FOR UPDATE) \
-             INSERT INTO fleet_instances \
+        // Locked first, so that a leader declaring it dead at this moment either comes before
+        // (and is seen) or waits until this heartbeat has made it alive again.
+        let dead_since: Option<Option<DateTime<Utc>>> =
+            sqlx::query_scalar("SELECT dead_since FROM fleet_instances WHERE id = $1 FOR UPDATE")
+                .bind(&me.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let revived = dead_since.flatten().is_some();
+        sqlx::query(
+            "INSERT INTO fleet_instances \
                  (id, version, started_at, heartbeat_at, dead_since, pools, capacity, runners) \
              VALUES ($1, $2, $3, now(), NULL, $4, $5, \
                  (SELECT count(*) FROM runners WHERE instance = $1 AND state <> 'removed')) \
              ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, \
                  started_at = EXCLUDED.started_at, heartbeat_at = now(), dead_since = NULL, \
-                 pools = EXCLUDED.pools, capacity = EXCLUDED.capacity, runners = EXCLUDED.runners \
-             RETURNING COALESCE((SELECT dead_since IS NOT NULL FROM before), false)",
+                 pools = EXCLUDED.pools, capacity = EXCLUDED.capacity, runners = EXCLUDED.runners",
         )
         .bind(&me.id)
         .bind(&me.version)
         .bind(me.started_at)
         .bind(&me.pools)
         .bind(me.capacity)
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
         let leader = sqlx::query(
             "INSERT INTO fleet_leader (id, holder, since, expires_at) \

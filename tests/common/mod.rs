@@ -138,16 +138,7 @@ impl TestApp {
 
     /// Posts `body` as GitHub would: signed, with event and delivery headers.
     pub async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/webhooks/github"))
-            .header("X-GitHub-Event", event)
-            .header("X-GitHub-Delivery", delivery)
-            .header("Content-Type", "application/json")
-            .header("X-Hub-Signature-256", sign(SECRET, body))
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap()
+        post_delivery(&self.client, &self.url(""), event, delivery, body).await
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
@@ -203,4 +194,25 @@ pub fn job_payload(id: i64, action: &str, labels: &[&str]) -> Vec<u8> {
     v["workflow_job"]["id"] = id.into();
     v["workflow_job"]["labels"] = labels.iter().map(|l| serde_json::Value::from(*l)).collect();
     serde_json::to_vec(&v).unwrap()
+}
+
+/// Posts `body` to the webhook of the daemon at `base` as GitHub would: signed, with event and
+/// delivery headers.
+pub async fn post_delivery(
+    client: &reqwest::Client,
+    base: &str,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+) -> reqwest::Response {
+    client
+        .post(format!("{base}/api/webhooks/github"))
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", delivery)
+        .header("Content-Type", "application/json")
+        .header("X-Hub-Signature-256", sign(SECRET, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
 }

@@ -68,6 +68,9 @@ pub struct Runner {
     #[serde(skip)]
     pub credential: String,
     pub created_at: DateTime<Utc>,
+    /// When the runner process first reached the simulator (`POST /_sim/runner/connect`): the
+    /// instant a launch is done, as the burst bench and the replay fidelity test time it.
+    pub connected_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,6 +316,7 @@ impl SimState {
             job_id: None,
             credential,
             created_at: Utc::now(),
+            connected_at: None,
         };
         self.next_runner_id += 1;
         for label in labels {
@@ -344,6 +348,7 @@ impl SimState {
         let runner = self.runners.get_mut(&id).ok_or(StateError::NotFound)?;
         if runner.status == RunnerStatus::Registered {
             runner.status = RunnerStatus::Idle;
+            runner.connected_at = Some(Utc::now());
             runner.os = "linux".into();
         }
         Ok(self.assign_jobs())

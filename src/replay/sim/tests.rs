@@ -286,3 +286,44 @@ fn a_replay_repeats_exactly() {
         "never more runners than the pool allows: {peak:?}"
     );
 }
+
+#[test]
+fn the_configurations_fair_share_and_quotas_apply() {
+    // Ten 10-minute jobs of one repository fill a pool of two; a lone job of another
+    // repository arrives a minute later.
+    let lone_wait = |policy: fn(&mut Config)| {
+        let mut s = settings(vec![pool("linux", LINUX, 2)], 10);
+        policy(&mut s.config);
+        let mut jobs: Vec<ReplayJob> = (1..=10)
+            .map(|id| ReplayJob {
+                repository: "big/monorepo".into(),
+                ..job(id, "linux", LINUX, 0, 0, 10 * MINUTE)
+            })
+            .collect();
+        jobs.push(ReplayJob {
+            repository: "small/tool".into(),
+            ..job(100, "linux", LINUX, 0, MINUTE, MINUTE)
+        });
+        let outcome = simulate(&s, &jobs);
+        let (_, wait) = waits(&outcome)
+            .into_iter()
+            .find(|(id, _)| *id == 100)
+            .unwrap();
+        wait.unwrap()
+    };
+    let plain = lone_wait(|_| {});
+    assert!(plain > 49 * MINUTE, "behind the whole queue: {plain} ms");
+    let fair = lone_wait(|c| c.scheduling.fair_share = crate::config::FairShare::Repository);
+    assert!(fair < 11 * MINUTE, "at the second free slot: {fair} ms");
+    let quota = lone_wait(|c| {
+        c.quotas = vec![crate::config::QuotaConfig {
+            repositories: vec!["big/*".into()],
+            max_runners: 1,
+        }]
+    });
+    assert_eq!(
+        quota,
+        10 * SECOND,
+        "a slot the quota leaves free, then a boot"
+    );
+}

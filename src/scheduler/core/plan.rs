@@ -119,11 +119,22 @@ pub fn plan_with_policy(
             continue;
         }
         let eligible = |j: &QueuedJob| !covered.contains(&j.id) && !j.needs_approval;
+        let room = pool
+            .max_runners
+            .saturating_sub(pool_used.get(pool.name.as_str()).copied().unwrap_or(0))
+            .min(global_max.saturating_sub(slots_used));
+        // No more than the pool has room for: a long queue behind a full pool would otherwise
+        // be walked at every decision (most of a 100,000-job replay's time). With quotas, the
+        // merge below may refuse some of these, and the next ones may then fit.
+        let wanted = if quotas.has_quotas() {
+            missing
+        } else {
+            missing.min(room)
+        };
+        if wanted == 0 {
+            continue;
+        }
         let candidates: Vec<&QueuedJob> = if quotas.fair_share {
-            let room = pool
-                .max_runners
-                .saturating_sub(pool_used.get(pool.name.as_str()).copied().unwrap_or(0))
-                .min(global_max.saturating_sub(slots_used));
             let counts = pool_runners_by_repo(&pool.name, runners, policy.runner_repos);
             fair::fair_order(
                 queue,
@@ -148,7 +159,7 @@ pub fn plan_with_policy(
                     }
                     room
                 })
-                .take(missing)
+                .take(wanted)
                 .collect()
         };
         per_pool.push(candidates.into_iter());

@@ -102,9 +102,10 @@ impl Core {
         let host_max = self.config.limits.max_runners as usize;
         let usage = self.policy.usage(&self.runners, &self.runner_repos);
         let mut quotas_of: HashMap<&str, Vec<usize>> = HashMap::new();
-        let mut scope_backoff: HashMap<&str, Option<String>> = HashMap::new();
         for pool in &self.config.pools {
             let name = pool.name.as_str();
+            // Registrations back off per pool and scope: per repository within this pool.
+            let mut scope_backoff: HashMap<&str, Option<String>> = HashMap::new();
             let covered = self.covered_jobs(name);
             let pool_used = self
                 .runners

@@ -207,6 +207,20 @@ fn each_wait_reason_in_its_state() {
         )
     );
 
+    // launch_backoff at one repository's scope: the others' jobs go on.
+    let mut h = Harness::new(config(vec![pool("linux", LINUX, 5)], 10));
+    h.refused_scopes.insert("repos/acme/refused".into());
+    h.queue_job(1, "acme/refused", LINUX, 0);
+    h.queue_job(2, "acme/fine", LINUX, 0);
+    assert_eq!(
+        reason(&h, 1),
+        (
+            WaitReason::LaunchBackoff,
+            "launch backoff after: JIT registration refused: 403".to_owned()
+        )
+    );
+    assert_eq!(reason(&h, 2).0, WaitReason::RunnerStarting);
+
     // waiting_approval: no runner is launched for it until it is queued again.
     let mut h = Harness::new(config(vec![pool("linux", LINUX, 5)], 10));
     h.queue_job(1, "acme/app", LINUX, 0);

@@ -1,0 +1,274 @@
+//! A fleet's membership on a real PostgreSQL server (DESIGN §9), with real daemons and no
+//! runners: who may join, one leader, a delivery posted to two instances stored and processed
+//! once, and an instance cut off from the database (a TCP proxy the test puts between them and
+//! cuts) that stops answering ready, is declared dead by the others, and comes back.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::daemon::Daemon;
+use serde_json::Value;
+use store_backends::TestDatabase;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+#[path = "common/store_backends.rs"]
+mod store_backends;
+
+fn config(database: &str, id: &str, fleet: bool) -> String {
+    format!(
+        r#"
+        [server]
+        instance_id = "{id}"
+        [database]
+        url = "{database}"
+        fleet = {fleet}
+        instance_timeout = "4s"
+        "#
+    )
+}
+
+fn start(database: &str, id: &str) -> Daemon {
+    Daemon::start(
+        &config(database, id, true),
+        &[("GITHUB_WEBHOOK_SECRET", common::SECRET)],
+        &[],
+    )
+}
+
+/// Starts a daemon expected to refuse to start; returns what it logged.
+fn refused(database: &str, id: &str, fleet: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runnerhub.toml");
+    std::fs::write(&path, config(database, id, fleet)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runnerhub"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GITHUB_WEBHOOK_SECRET", common::SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "it started");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn get(daemon: &Daemon, path: &str) -> (u16, Value) {
+    let answer = reqwest::get(daemon.url(path)).await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or_default())
+}
+
+async fn instances(daemon: &Daemon) -> Vec<Value> {
+    let (_, body) = get(daemon, "/api/instances").await;
+    body["data"]["instances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn until<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_join_one_leads_and_a_delivery_to_two_is_stored_and_processed_once() {
+    let database = TestDatabase::create().await;
+    let a = start(&database.url, "alpha");
+    let b = start(&database.url, "beta");
+
+    // Refused, each naming what is wrong.
+    let twin = refused(&database.url, "alpha", true);
+    assert!(twin.contains("server.instance_id `alpha`"), "{twin}");
+    let lone = refused(&database.url, "gamma", false);
+    assert!(lone.contains("database.fleet = true"), "{lone}");
+
+    let listed = until(20, "both listed, one leading", async || {
+        let list = instances(&a).await;
+        let leaders = list.iter().filter(|i| i["leader"] == true).count();
+        (list.len() == 2 && leaders == 1 && list.iter().all(|i| i["alive"] == true)).then_some(list)
+    })
+    .await;
+    assert!(
+        listed
+            .iter()
+            .all(|i| i["version"] == env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        instances(&b).await.len(),
+        2,
+        "every instance shows the fleet"
+    );
+
+    // The same delivery to both: stored once, processed once (by the leader).
+    let body = common::job_payload(4242, "queued", &["self-hosted"]);
+    for daemon in [&a, &b] {
+        let answer = common::post_delivery(
+            &reqwest::Client::new(),
+            &daemon.url(""),
+            "workflow_job",
+            "dup-guid-1",
+            &body,
+        )
+        .await;
+        assert!(answer.status().is_success(), "{}", answer.status());
+    }
+    let event = until(20, "the delivery processed", async || {
+        let (status, body) = get(&b, "/api/webhooks/events/dup-guid-1").await;
+        (status == 200 && body["data"]["processed"] == true).then_some(body)
+    })
+    .await;
+    let (_, page) = get(&a, "/api/webhooks/events?limit=100").await;
+    let copies = page["data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["id"] == "dup-guid-1")
+        .count();
+    assert_eq!(copies, 1, "stored once: {page}");
+    assert_eq!(event["data"]["attempts"], 1, "processed once: {event}");
+    let (status, job) = get(&a, "/api/jobs/4242").await;
+    assert_eq!(
+        (status, job["data"]["status"].as_str()),
+        (200, Some("queued"))
+    );
+
+    drop((a, b));
+    database.drop_now().await;
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut (every connection closed, new ones refused)
+/// and heal.
+#[derive(Clone)]
+struct Cut {
+    open: Arc<Mutex<bool>>,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Cut {
+    async fn start(upstream: SocketAddr) -> (Cut, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Cut {
+            open: Arc::new(Mutex::new(true)),
+            connections: Arc::default(),
+        };
+        let me = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !*me.open.lock().unwrap() {
+                    let _ = client.shutdown().await;
+                    continue;
+                }
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                me.connections.lock().unwrap().push(pipe);
+            }
+        });
+        (cut, addr)
+    }
+
+    fn cut(&self) {
+        *self.open.lock().unwrap() = false;
+        for pipe in self.connections.lock().unwrap().drain(..) {
+            pipe.abort();
+        }
+    }
+
+    fn heal(&self) {
+        *self.open.lock().unwrap() = true;
+    }
+}
+
+/// `postgres://user@127.0.0.1:5432/db?x` → the host:port, and the URL through `via`.
+fn through(url: &str, via: SocketAddr) -> (SocketAddr, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    let (user, host) = authority
+        .rsplit_once('@')
+        .map_or(("", authority), |(u, h)| (u, h));
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .unwrap()
+        .next()
+        .unwrap();
+    let user = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}@")
+    };
+    (upstream, format!("{scheme}://{user}{via}/{path}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_cut_off_from_the_database_stops_being_ready_is_given_up_and_comes_back() {
+    let database = TestDatabase::create().await;
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    drop(proxy);
+    let (upstream, _) = through(&database.url, proxy_addr);
+    let (cut, via) = Cut::start(upstream).await;
+    let (_, cut_url) = through(&database.url, via);
+    let a = start(&database.url, "steady");
+    let b = start(&cut_url, "cut-off");
+    until(20, "both alive", async || {
+        let list = instances(&a).await;
+        (list.len() == 2 && list.iter().all(|i| i["alive"] == true)).then_some(())
+    })
+    .await;
+    assert_eq!(get(&b, "/readyz").await.0, 200);
+
+    cut.cut();
+    // At once the database does not answer; within half the instance timeout (2 s) and a
+    // heartbeat the instance knows it is cut off from the fleet, and launches nothing.
+    until(10, "the cut-off instance not ready", async || {
+        let (status, body) = get(&b, "/readyz").await;
+        (status == 503 && body["status"] == "fleet_disconnected").then_some(())
+    })
+    .await;
+    until(20, "the others declare it dead and lead", async || {
+        let list = instances(&a).await;
+        let cut_off = list.iter().find(|i| i["id"] == "cut-off")?;
+        let steady = list.iter().find(|i| i["id"] == "steady")?;
+        (cut_off["alive"] == false && !cut_off["dead_since"].is_null() && steady["leader"] == true)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(get(&a, "/readyz").await.0, 200, "the others stay ready");
+
+    cut.heal();
+    until(30, "back: alive and ready", async || {
+        let (status, _) = get(&b, "/readyz").await;
+        let list = instances(&a).await;
+        let back = list.iter().find(|i| i["id"] == "cut-off")?;
+        (status == 200 && back["alive"] == true && back["dead_since"].is_null()).then_some(())
+    })
+    .await;
+    b.wait_for_log(
+        "rebuilding its state from the database",
+        Duration::from_secs(10),
+    );
+    drop((a, b));
+    database.drop_now().await;
+}
