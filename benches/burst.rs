@@ -261,7 +261,11 @@ async fn baseline_round(docker: &Docker, jobs: usize, instance: &str) -> Round {
     let mut specs = Vec::with_capacity(jobs);
     for i in 0..jobs {
         let runner_id = format!("{i:08}-baseline");
-        let name = runnerhub::domain::Runner::name_for(&pool.name, &runner_id);
+        let name = runnerhub::domain::Runner::name_for(
+            &config.runner_name_prefix(),
+            &pool.name,
+            &runner_id,
+        );
         let url = format!(
             "{}/repos/{REPO}/actions/runners/generate-jitconfig",
             sim.url()

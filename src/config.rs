@@ -150,6 +150,45 @@ impl ServerConfig {
     }
 }
 
+/// The longest `github.runner_name_prefix`: with a 32-character pool name and the 8 characters
+/// of the id, a runner name stays within GitHub's 64.
+pub const MAX_RUNNER_NAME_PREFIX: usize = 22;
+
+impl Config {
+    /// `github.runner_name_prefix`, or its default from `server.instance_id`.
+    pub fn runner_name_prefix(&self) -> String {
+        if let Some(prefix) = &self.github.runner_name_prefix {
+            return prefix.clone();
+        }
+        let instance: String = self
+            .server
+            .instance_id
+            .chars()
+            .map(|c| if is_runner_name_char(c) { c } else { '-' })
+            .collect();
+        let prefix = format!("runnerhub-{instance}");
+        if prefix.len() <= MAX_RUNNER_NAME_PREFIX {
+            return prefix;
+        }
+        // Too long: its start and a hash of the whole id, so that ids differing only at the
+        // end (`ci-eu-west-1`, `ci-eu-west-2`) still get different prefixes.
+        let hash = self
+            .server
+            .instance_id
+            .bytes()
+            .fold(0x811c_9dc5_u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+        let keep = MAX_RUNNER_NAME_PREFIX - "runnerhub-".len() - 5;
+        format!("runnerhub-{}-{:04x}", &instance[..keep], hash & 0xffff)
+    }
+}
+
+/// Characters a runner name may hold (GitHub's, and Docker's for container names).
+pub fn is_runner_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
 fn default_instance_id() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -274,6 +313,12 @@ pub struct GithubConfig {
     pub organization: Option<String>,
     /// Runner group of registered runners. Default 1 (Default group).
     pub runner_group_id: u64,
+    /// What every runner name starts with (`<prefix>-<pool>-<8 characters of its id>`): the
+    /// reconciliation deletes leftover registrations only under it, so two deployments on one
+    /// organization never delete each other's runners. 1-22 characters of A-Z a-z 0-9 . _ -.
+    /// Default `runnerhub-` and `server.instance_id` (a longer id: its first 7 characters and
+    /// 4 hex digits of its hash).
+    pub runner_name_prefix: Option<String>,
     /// How often to ask GitHub for the jobs of known repositories, to catch up on deliveries
     /// that never arrived (GitHub does not retry one that failed, e.g. while the daemon was
     /// down). Also once shortly after start. Default `5m`; `0s` turns it off. Only with pools.
@@ -299,6 +344,7 @@ impl Default for GithubConfig {
             registration: Registration::Repository,
             organization: None,
             runner_group_id: 1,
+            runner_name_prefix: None,
             catch_up_interval: Duration::from_secs(300),
             redeliver_interval: Duration::from_secs(300),
         }

@@ -41,7 +41,8 @@ async fn a_job_whose_deliveries_were_all_lost_is_found_run_and_completed() {
 
     let at_github = e.sim.job(lost.job_id).unwrap();
     let runner = at_github.runner.expect("ran on a runner").name;
-    assert!(runner.starts_with("runnerhub-linux-"), "{runner}");
+    let prefix = format!("{}-linux-", e.runner_prefix);
+    assert!(runner.starts_with(&prefix), "{runner}");
     let record = e.job(lost.job_id).await.unwrap();
     assert_eq!(record["runner_name"], runner.as_str(), "{record}");
     assert_eq!(record["conclusion"], "success", "{record}");

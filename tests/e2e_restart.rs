@@ -54,6 +54,9 @@ async fn until<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<
     }
 }
 
+/// A registration in the old naming (`runnerhub-<pool>-…`) that this database never recorded.
+const FOREIGN: &str = "runnerhub-linux-foreign0";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_a_busy_runner_and_orphans_leaves_nothing_behind_after_restart() {
     tokio::task::spawn_blocking(e2e::ensure_runner_image)
@@ -78,6 +81,8 @@ async fn kill_9_with_a_busy_runner_and_orphans_leaves_nothing_behind_after_resta
         "e2e-kill-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    // Runner names under this prefix are ours (`github.runner_name_prefix`).
+    let prefix = instance.replace("e2e-kill-", "kill-");
     let config = dir.path().join("runnerhub.toml");
     std::fs::write(
         &config,
@@ -91,6 +96,7 @@ async fn kill_9_with_a_busy_runner_and_orphans_leaves_nothing_behind_after_resta
             [github]
             api_url = "{api}"
             token = "{SIM_TOKEN}"
+            runner_name_prefix = "{prefix}"
             [[pools]]
             name = "linux"
             labels = ["self-hosted", "linux"]
@@ -145,11 +151,23 @@ async fn kill_9_with_a_busy_runner_and_orphans_leaves_nothing_behind_after_resta
     let ghost = client
         .post(format!("{}/repos/acme/api/actions/runners/generate-jitconfig", sim.url()))
         .bearer_auth(SIM_TOKEN)
-        .json(&json!({"name": "runnerhub-linux-ghost000", "runner_group_id": 1, "labels": ["self-hosted"]}))
+        .json(&json!({"name": format!("{prefix}-linux-ghost000"), "runner_group_id": 1, "labels": ["self-hosted"]}))
         .send()
         .await
         .unwrap();
     assert_eq!(ghost.status(), 201);
+    // An old-style name this database never recorded: another deployment's, left alone.
+    let foreign = client
+        .post(format!(
+            "{}/repos/acme/api/actions/runners/generate-jitconfig",
+            sim.url()
+        ))
+        .bearer_auth(SIM_TOKEN)
+        .json(&json!({"name": FOREIGN, "runner_group_id": 1, "labels": ["self-hosted"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 201);
 
     daemon.0.kill().unwrap(); // SIGKILL
     daemon.0.wait().unwrap();
@@ -173,7 +191,12 @@ async fn kill_9_with_a_busy_runner_and_orphans_leaves_nothing_behind_after_resta
         let containers = String::from_utf8_lossy(&containers.stdout)
             .trim()
             .to_owned();
-        let registrations: Vec<String> = sim.runners().into_iter().map(|r| r.name).collect();
+        let registrations: Vec<String> = sim
+            .runners()
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|name| name != FOREIGN)
+            .collect();
         (containers, registrations)
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -197,6 +220,10 @@ async fn kill_9_with_a_busy_runner_and_orphans_leaves_nothing_behind_after_resta
     let runners = runners["data"]["runners"].as_array().unwrap().clone();
     assert_eq!(runners.len(), 1, "{runners:?}");
     assert_eq!(runners[0]["state"], "removed");
+    assert!(
+        sim.runners().iter().any(|r| r.name == FOREIGN),
+        "another deployment's registration is left alone"
+    );
     drop(_daemon);
     e2e::remove_instance_containers(&instance);
     sim.shutdown().await;

@@ -34,7 +34,8 @@ async fn one_job_from_queued_to_removed_container() {
     assert_eq!(record["pool"], "linux");
     assert_eq!(record["conclusion"], "success");
     let runner_name = record["runner_name"].as_str().unwrap().to_owned();
-    assert!(runner_name.starts_with("runnerhub-linux-"), "{runner_name}");
+    let prefix = format!("{}-linux-", e.runner_prefix);
+    assert!(runner_name.starts_with(&prefix), "{runner_name}");
     // The runner that took it is torn down: removed here, gone at GitHub and in Docker.
     e.until(30, "runner removed", async |e| {
         let runners = e.runners().await;
@@ -140,7 +141,7 @@ async fn github_hosted_jobs_are_recorded_and_left_alone_and_labels_match_case_in
         shouting["runner_name"]
             .as_str()
             .unwrap()
-            .starts_with("runnerhub-linux-")
+            .starts_with(&format!("{}-linux-", e.runner_prefix))
     );
     assert_eq!(
         e.runners().await.len(),

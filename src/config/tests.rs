@@ -329,3 +329,31 @@ fn scheduling_policy_keys_take_environment_overrides() {
     assert_eq!(config.quotas[0].repositories, ["acme/*"]);
     assert_eq!(config.quotas[0].max_runners, 3);
 }
+
+#[test]
+fn the_runner_name_prefix_defaults_from_the_instance_id_and_is_validated() {
+    let prefix = |text: &str| load(text, SIGNED).unwrap().runner_name_prefix();
+    assert_eq!(
+        prefix("[server]\ninstance_id = \"build-host-1\""),
+        "runnerhub-build-host-1"
+    );
+    assert_eq!(
+        prefix("[server]\ninstance_id = \"ci host/é\""),
+        "runnerhub-ci-host--"
+    );
+    // Longer ids keep their start and a hash: ids that differ at the end stay apart.
+    let one = prefix("[server]\ninstance_id = \"ci-prod-eu-west-1\"");
+    let two = prefix("[server]\ninstance_id = \"ci-prod-eu-west-2\"");
+    assert_ne!(one, two);
+    assert!(one.starts_with("runnerhub-ci-prod-"), "{one}");
+    assert_eq!(one.len(), MAX_RUNNER_NAME_PREFIX);
+    assert_eq!(
+        prefix("[github]\nrunner_name_prefix = \"acme.ci_2\""),
+        "acme.ci_2"
+    );
+    for bad in ["", "has space", "x/y", "a23456789012345678901234"] {
+        let text = format!("[github]\nrunner_name_prefix = \"{bad}\"");
+        let err = load(&text, SIGNED).unwrap_err().to_string();
+        assert!(err.contains("github.runner_name_prefix"), "{bad:?}: {err}");
+    }
+}

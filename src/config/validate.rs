@@ -174,6 +174,21 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     validate_pools(config)?;
     validate_policy(config)?;
+    if let Some(prefix) = &config.github.runner_name_prefix {
+        let max = crate::config::MAX_RUNNER_NAME_PREFIX;
+        if prefix.is_empty()
+            || prefix.len() > max
+            || !prefix.chars().all(crate::config::is_runner_name_char)
+        {
+            return Err(ConfigError::invalid(
+                "github.runner_name_prefix",
+                format!(
+                    "`{prefix}` must be 1-{max} characters of A-Z, a-z, 0-9, `.`, `_`, `-` \
+                     (runner names are `<prefix>-<pool>-<8 characters>`, at most 64)"
+                ),
+            ));
+        }
+    }
     if !config.priority.aging_per_minute.is_finite() || config.priority.aging_per_minute < 0.0 {
         return Err(ConfigError::invalid(
             "priority.aging_per_minute",

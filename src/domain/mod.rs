@@ -11,5 +11,5 @@ pub use glob::Glob;
 pub use job::{Job, JobAction, JobId, JobObservation, JobStatus, Transition};
 pub use labels::{LabelSet, MAX_JOB_LABELS, MAX_LABEL_BYTES, check_job_labels, select_pool};
 pub use priority::{JobTraits, PriorityRules, queue_rank};
-pub use runner::{Runner, RunnerId, RunnerState};
+pub use runner::{NameOwnership, Runner, RunnerId, RunnerState};
 pub use workflow_run::{RunObservation, WorkflowRun};

@@ -10,6 +10,21 @@ use serde::{Deserialize, Serialize};
 /// runnerhub's own id for a runner (a UUID), also on the container as `runnerhub.runner-id`.
 pub type RunnerId = String;
 
+/// What every runner name started with before `github.runner_name_prefix` existed.
+pub const LEGACY_NAME_PREFIX: &str = "runnerhub-";
+
+/// Whose a registration is, judged by its name ([`Runner::name_ownership`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameOwnership {
+    /// Under this deployment's prefix.
+    Ours,
+    /// `runnerhub-…` but not under our prefix: named by an older runnerhub (perhaps this one,
+    /// before an upgrade) or by another deployment. Ours only if our database recorded it.
+    Legacy,
+    /// Someone else's.
+    Foreign,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunnerState {
@@ -132,14 +147,30 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// The name for a new runner of `pool`: unique per runner, valid as a container name.
-    pub fn name_for(pool: &str, id: &str) -> String {
+    /// The name for a new runner of `pool` under the deployment's `prefix`
+    /// (`github.runner_name_prefix`): unique per runner.
+    pub fn name_for(prefix: &str, pool: &str, id: &str) -> String {
         let short: String = id
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
             .take(8)
             .collect();
-        format!("runnerhub-{pool}-{short}")
+        format!("{prefix}-{pool}-{short}")
+    }
+
+    /// Whose a GitHub registration named `name` is, for a deployment whose names start with
+    /// `prefix`.
+    pub fn name_ownership(name: &str, prefix: &str) -> NameOwnership {
+        if name
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('-'))
+        {
+            NameOwnership::Ours
+        } else if name.starts_with(LEGACY_NAME_PREFIX) {
+            NameOwnership::Legacy
+        } else {
+            NameOwnership::Foreign
+        }
     }
 
     /// Moves forward to `to`; refuses to go backwards (late Docker or GitHub news).
@@ -186,7 +217,7 @@ mod tests {
             failure_reason: None,
             labels: vec![],
             scope: "repos/o/r".into(),
-            name: Runner::name_for("linux", "0b5e1c2a-1111"),
+            name: Runner::name_for("runnerhub-i", "linux", "0b5e1c2a-1111"),
             github_runner_id: None,
             container_id: None,
             instance: "i".into(),
@@ -205,9 +236,26 @@ mod tests {
     #[test]
     fn names_are_short_and_docker_safe() {
         assert_eq!(
-            Runner::name_for("gpu", "0b5e1c2a-dead-beef"),
-            "runnerhub-gpu-0b5e1c2a"
+            Runner::name_for("runnerhub-ci1", "gpu", "0b5e1c2a-dead-beef"),
+            "runnerhub-ci1-gpu-0b5e1c2a"
         );
+    }
+
+    #[test]
+    fn a_name_is_ours_under_our_prefix_legacy_under_the_old_one_else_foreign() {
+        use NameOwnership::*;
+        let ours = |name| Runner::name_ownership(name, "runnerhub-ci1");
+        assert_eq!(ours("runnerhub-ci1-linux-0b5e1c2a"), Ours);
+        // Another deployment's prefix that merely starts like ours is not ours.
+        assert_eq!(ours("runnerhub-ci10-linux-0b5e1c2a"), Legacy);
+        assert_eq!(
+            ours("runnerhub-linux-0b5e1c2a"),
+            Legacy,
+            "named before the prefix"
+        );
+        assert_eq!(ours("acme-build-7"), Foreign);
+        assert_eq!(Runner::name_ownership("ci-linux-1", "ci"), Ours);
+        assert_eq!(Runner::name_ownership("cibot-linux-1", "ci"), Foreign);
     }
 
     #[test]

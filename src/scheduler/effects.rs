@@ -8,7 +8,7 @@ use super::actor::{Scheduler, runner_event};
 use super::core::{Effect, Input};
 use super::launcher::{self, LaunchRequest, Teardown, TeardownRequest};
 use crate::docker::ContainerRuntime;
-use crate::domain::Runner;
+use crate::domain::{NameOwnership, Runner};
 use crate::github::{GithubApi, RunnerScope};
 use crate::metrics as catalog;
 
@@ -153,11 +153,24 @@ impl Scheduler {
     fn remove_orphan_registration(&self, scope: RunnerScope, github_id: i64, name: String) {
         let store = self.deps.store.clone();
         let instance = self.core.config().server.instance_id.clone();
+        let ownership = Runner::name_ownership(&name, &self.core.config().runner_name_prefix());
         self.spawn_quiet(move |github, docker| async move {
-            if let Ok(Some(record)) = store.runner_by_name(&name).await
+            let record = match store.runner_by_name(&name).await {
+                Ok(record) => record,
+                Err(error) => {
+                    tracing::warn!(runner = %name, %error, "cannot look up a registration's record; next reconcile retries");
+                    return;
+                }
+            };
+            if let Some(record) = &record
                 && record.instance != instance
                 && !record.state.is_terminal()
             {
+                return;
+            }
+            // An old-style name (`runnerhub-…`, before `github.runner_name_prefix`) is ours only
+            // if our database recorded it: another deployment's runners look the same.
+            if ownership != NameOwnership::Ours && record.is_none() {
                 return;
             }
             tracing::info!(runner = %name, %scope, "removing a GitHub runner registration no record owns");

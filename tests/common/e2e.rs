@@ -39,6 +39,8 @@ pub struct E2e {
     pub app: TestApp,
     pub sim: SimHandle,
     pub instance: String,
+    /// What this instance's runner names start with (`github.runner_name_prefix`).
+    pub runner_prefix: String,
 }
 
 /// `pools` is the TOML of the `[[pools]]` tables (image, network and command default to the
@@ -77,9 +79,15 @@ pub async fn start(pools: &str, extra: &str) -> E2e {
     let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
     let config = Config::from_toml_with_env(&text, std::path::Path::new("e2e.toml"), &env)
         .expect("e2e config");
+    let runner_prefix = config.runner_name_prefix();
     let mut app = spawn_app_on(listener, config).await;
     app.dir = Some(dir);
-    E2e { app, sim, instance }
+    E2e {
+        app,
+        sim,
+        instance,
+        runner_prefix,
+    }
 }
 
 /// A pool on the test runner image, host network, small limits.

@@ -110,7 +110,7 @@ pub fn runner(id: &str, pool: &str, state: RunnerState, ms: i64) -> Runner {
         failure_reason: None,
         labels: vec!["self-hosted".to_owned(), "linux".to_owned()],
         scope: "repos/octo/app".to_owned(),
-        name: Runner::name_for(pool, id),
+        name: Runner::name_for("runnerhub", pool, id),
         github_runner_id: None,
         container_id: None,
         instance: "instance-1".to_owned(),

@@ -253,7 +253,7 @@ fn timeline_samples_queue_and_runners() {
 fn replay_runner_names_are_unique() {
     let mut ids = Counter(0);
     let names: std::collections::HashSet<String> = (0..200_000)
-        .map(|_| Runner::name_for("linux", &ids.next_runner_id()))
+        .map(|_| Runner::name_for("runnerhub", "linux", &ids.next_runner_id()))
         .collect();
     assert_eq!(names.len(), 200_000);
 }

@@ -177,7 +177,7 @@ impl Core {
         };
         let id = ids.next_runner_id();
         let runner = Runner {
-            name: Runner::name_for(&pool_name, &id),
+            name: Runner::name_for(&self.config.runner_name_prefix(), &pool_name, &id),
             id: id.clone(),
             pool: pool_name,
             state: RunnerState::Requested,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::outcomes::parse_scope;
 use super::{Core, Effect, seconds_between};
 use crate::docker::ManagedContainer;
-use crate::domain::{Job, Runner, RunnerState};
+use crate::domain::{Job, NameOwnership, Runner, RunnerState};
 use crate::github::{RegisteredRunner, RunnerScope};
 
 /// Full reconciliation against Docker and GitHub.
@@ -285,8 +285,12 @@ impl Core {
                 runner.github_runner_id = Some(registered.id);
             }
             Some(_) => {}
-            None if full && registered.name.starts_with("runnerhub-") => {
+            None if full
+                && Runner::name_ownership(&registered.name, &self.config.runner_name_prefix())
+                    != NameOwnership::Foreign =>
+            {
                 // Registered by runnerhub, but no live record here: left behind by a crash.
+                // An old-style name is deleted only if the database recorded it (effects.rs).
                 self.effects.push(Effect::RemoveRegistration {
                     scope: scope.clone(),
                     github_runner_id: registered.id,

@@ -162,7 +162,10 @@ fn each_wait_reason_in_its_state() {
     }
     assert_eq!(reason(&h, 1).0, WaitReason::RunnerStarting);
     assert!(
-        reason(&h, 1).1.starts_with("runner runnerhub-linux-"),
+        reason(&h, 1).1.starts_with(&format!(
+            "runner {}-linux-",
+            h.core.config().runner_name_prefix()
+        )),
         "{:?}",
         reason(&h, 1)
     );

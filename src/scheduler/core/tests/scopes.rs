@@ -79,3 +79,59 @@ fn a_quiet_scope_is_listed_for_ten_minutes_after_a_removal_then_hourly() {
         "{later} listings in 3 quiet hours"
     );
 }
+
+/// Two deployments on one organization: the reconciliation deletes leftovers under our
+/// prefix, asks about old-style `runnerhub-…` names (deleted only if our database recorded
+/// them, see effects.rs), and never touches another deployment's.
+#[test]
+fn the_reconciliation_deletes_only_registrations_named_under_our_prefix() {
+    let mut h = Harness::new(config(vec![pool("linux", LINUX, 2)], 10));
+    h.queue_job(1, "acme/app", LINUX, 0);
+    let ours = h.core.config().runner_name_prefix();
+    let launched = &h.launches()[0].1;
+    assert!(
+        launched.name.starts_with(&format!("{ours}-linux-")),
+        "{}",
+        launched.name
+    );
+    let plant = |h: &mut Harness, name: String| {
+        h.outside.insert(
+            name.clone(),
+            super::harness::Outside {
+                name,
+                scope: "repos/acme/app".into(),
+                labels: crate::domain::LabelSet::new(LINUX),
+                github_id: 900 + h.outside.len() as i64,
+                launched_at: h.now,
+                registered: true,
+                container: None,
+                busy_with: None,
+            },
+        );
+    };
+    plant(&mut h, format!("{ours}-linux-ghost000"));
+    plant(&mut h, "runnerhub-linux-ghost001".into());
+    plant(&mut h, "deploy2-linux-ghost002".into());
+    plant(&mut h, format!("{ours}x-linux-ghost003"));
+    h.run_for(secs(61));
+    let mut asked: Vec<String> = h
+        .log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Effect::RemoveRegistration { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    asked.sort();
+    asked.dedup();
+    let mut expected = vec![
+        format!("{ours}-linux-ghost000"),
+        "runnerhub-linux-ghost001".to_owned(),
+    ];
+    if ours.starts_with("runnerhub-") {
+        // `<ours>x-…` looks old-style too: effects.rs deletes it only if recorded.
+        expected.push(format!("{ours}x-linux-ghost003"));
+    }
+    expected.sort();
+    assert_eq!(asked, expected);
+}
