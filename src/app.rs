@@ -220,9 +220,19 @@ pub async fn run_with(
         background.clone(),
         &supervisor,
     );
-    let (bus, live_log) = EventBus::start(store.clone(), Retention::default(), &supervisor)
-        .await
-        .context("cannot start the live event log")?;
+    let (bus, live_log) = match fleet.as_member() {
+        Some(member) => {
+            EventBus::start_in_fleet(
+                store.clone(),
+                member.store.clone(),
+                Retention::default(),
+                &supervisor,
+            )
+            .await
+        }
+        None => EventBus::start(store.clone(), Retention::default(), &supervisor).await,
+    }
+    .context("cannot start the live event log")?;
     let config = Arc::new(config);
     let (config_updates, _) = watch::channel(config.clone());
     let github = match options.github.take() {

@@ -18,7 +18,10 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::fleet::{FleetStore, UnsequencedEvent};
 use crate::store::{LiveEventRow, Store};
+
+mod fleet_feed;
 
 /// Messages a subscriber may fall behind by before it is told it lagged (one ring shared by
 /// all subscribers). Small on purpose: a lagging client catches up from the log, so the ring
@@ -138,6 +141,9 @@ struct Sequencer {
     last_seq: i64,
     /// `None` for an in-memory bus (unit tests): nothing is logged.
     log: Option<mpsc::Sender<Arc<BusMessage>>>,
+    /// In a fleet: events go unnumbered to the shared log, and come back numbered from it
+    /// ([`fleet_feed`]).
+    fleet_log: Option<mpsc::Sender<UnsequencedEvent>>,
 }
 
 /// The running log writer: stop it after every producer has stopped.
@@ -177,7 +183,11 @@ impl EventBus {
         EventBus {
             inner: Arc::new(Inner {
                 tx: broadcast::channel(BUS_CAPACITY).0,
-                sequencer: Mutex::new(Sequencer { last_seq, log }),
+                sequencer: Mutex::new(Sequencer {
+                    last_seq,
+                    log,
+                    fleet_log: None,
+                }),
                 persisted: watch::channel(last_seq).0,
             }),
         }
@@ -210,6 +220,56 @@ impl EventBus {
         Ok((bus, LogWriter { stop, ended }))
     }
 
+    /// The bus of an instance of a fleet: what it publishes goes to the fleet's shared log,
+    /// and what any instance published comes back from it, numbered, to its subscribers.
+    /// Stop the returned writer after the producers.
+    pub async fn start_in_fleet(
+        store: Arc<dyn Store>,
+        fleet: Arc<dyn FleetStore>,
+        retention: Retention,
+        supervisor: &crate::supervisor::Supervisor,
+    ) -> anyhow::Result<(EventBus, LogWriter)> {
+        let bounds = store.live_event_bounds().await?;
+        // New subscribers start at the newest logged event; older ones are in the log.
+        let bus = EventBus::new(bounds.max_seq, None);
+        let (fleet_tx, fleet_rx) = mpsc::channel(LOG_QUEUE_CAPACITY);
+        bus.inner
+            .sequencer
+            .lock()
+            .expect("event bus lock poisoned")
+            .fleet_log = Some(fleet_tx);
+        let stop = CancellationToken::new();
+        supervisor.spawn(
+            "fleet live feed",
+            fleet_feed::tail(store.clone(), bus.clone(), stop.clone()),
+        );
+        supervisor.spawn(
+            "live event log pruning",
+            prune_periodically(store, retention, stop.clone()),
+        );
+        let ended = supervisor.spawn_untracked(
+            "live event log writer",
+            fleet_feed::write(fleet, fleet_rx, stop.clone()),
+        );
+        Ok((bus, LogWriter { stop, ended }))
+    }
+
+    /// A message read back from the fleet's shared log: broadcast in seq order, and logged by
+    /// definition.
+    fn broadcast_logged(&self, message: Arc<BusMessage>) {
+        let mut sequencer = self
+            .inner
+            .sequencer
+            .lock()
+            .expect("event bus lock poisoned");
+        if message.seq <= sequencer.last_seq {
+            return;
+        }
+        sequencer.last_seq = message.seq;
+        self.inner.persisted.send_replace(message.seq);
+        let _ = self.inner.tx.send(message);
+    }
+
     /// Numbers, broadcasts and logs `event`; never waits. Nobody listening is fine.
     pub fn publish(&self, event: LiveEvent) {
         let time = Utc::now();
@@ -226,6 +286,19 @@ impl EventBus {
             .sequencer
             .lock()
             .expect("event bus lock poisoned");
+        if let Some(fleet_log) = &sequencer.fleet_log {
+            let unsequenced = UnsequencedEvent {
+                kind: event.kind.as_str().to_owned(),
+                repository: event.repository,
+                time,
+                body,
+            };
+            if fleet_log.try_send(unsequenced).is_err() {
+                metrics::counter!("runnerhub_live_events_unlogged_total").increment(1);
+                tracing::warn!("live event log queue full; event dropped");
+            }
+            return;
+        }
         sequencer.last_seq += 1;
         let seq = sequencer.last_seq;
         let message = Arc::new(BusMessage {
@@ -374,18 +447,30 @@ impl Writer {
     }
 
     async fn prune(&self) {
-        let age = chrono::Duration::from_std(self.retention.age).unwrap_or(chrono::Duration::MAX);
-        let cutoff = Utc::now()
-            .checked_sub_signed(age)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        match self
-            .store
-            .prune_live_events(self.retention.events, cutoff)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(deleted = n, "pruned the live event log"),
-            Err(error) => tracing::warn!(%error, "cannot prune the live event log"),
+        prune_log(self.store.as_ref(), self.retention).await;
+    }
+}
+
+async fn prune_log(store: &dyn Store, retention: Retention) {
+    let age = chrono::Duration::from_std(retention.age).unwrap_or(chrono::Duration::MAX);
+    let cutoff = Utc::now()
+        .checked_sub_signed(age)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    match store.prune_live_events(retention.events, cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(deleted = n, "pruned the live event log"),
+        Err(error) => tracing::warn!(%error, "cannot prune the live event log"),
+    }
+}
+
+/// In a fleet every instance prunes the shared log now and then (keeping the newest events
+/// means they all delete the same rows; one that finds them gone deletes nothing).
+async fn prune_periodically(store: Arc<dyn Store>, retention: Retention, stop: CancellationToken) {
+    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = prune.tick() => prune_log(store.as_ref(), retention).await,
         }
     }
 }

@@ -115,6 +115,17 @@ async fn instances_join_one_leads_and_a_delivery_to_two_is_stored_and_processed_
         2,
         "every instance shows the fleet"
     );
+    // A's live feed, from before the delivery.
+    let (mut feed, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", a.addr))
+        .await
+        .unwrap();
+    let snapshot = common::ws::next(&mut feed).await;
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    assert_eq!(
+        snapshot["data"]["instances"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let before = snapshot["seq"].as_i64().unwrap_or(0);
 
     // The same delivery to both: stored once, processed once (by the leader).
     let body = common::job_payload(4242, "queued", &["self-hosted"]);
@@ -147,6 +158,33 @@ async fn instances_join_one_leads_and_a_delivery_to_two_is_stored_and_processed_
     assert_eq!(
         (status, job["data"]["status"].as_str()),
         (200, Some("queued"))
+    );
+
+    // One feed for the fleet: A's clients see the change whichever instance made it, with
+    // strictly increasing seqs, and B replays the very same messages from the shared log.
+    let seen = common::ws::read_until(&mut feed, |m| common::ws::is_job(m, 4242)).await;
+    let seqs = common::ws::seqs(&seen);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(
+        seen.iter().any(|m| m["type"] == "webhook"),
+        "the webhook event: {seen:?}"
+    );
+    let (mut replay, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?since={before}", b.addr))
+            .await
+            .unwrap();
+    let last = *seqs.last().unwrap();
+    let replayed = common::ws::read_through(&mut replay, last).await;
+    let job_event = |messages: &[Value]| {
+        messages
+            .iter()
+            .find(|m| common::ws::is_job(m, 4242))
+            .cloned()
+    };
+    assert_eq!(
+        job_event(&replayed),
+        job_event(&seen),
+        "the same message on B"
     );
 
     drop((a, b));

@@ -18,12 +18,14 @@
 //!   "stats":   {"window_seconds": 3600, "jobs_completed": 40, "jobs_per_hour": 40.0,
 //!               "jobs_failed": 2, "p50_wait_seconds": 3.5 | null, "running": 3,
 //!               "queued": 12, "webhooks_failed": 0},
-//!   "repositories": ["acme/api", …] | null   // the filter the snapshot was built for
+//!   "repositories": ["acme/api", …] | null,  // the filter the snapshot was built for
+//!   "instances": [Instance…] | null  // a fleet's instances (`GET /api/instances`), else null
 //! }
 //! Job    = the `job` event's data: {id, run_id, repository, workflow_name, name, labels, priority,
 //!          pool, status, conclusion, runner_name, created_at, started_at, completed_at,
 //!          first_seen_at, wait_seconds, duration_seconds, …}
-//! Runner = the `runner` event's data: {id, pool, state, container_id, github_runner_name, job_id?}
+//! Runner = the `runner` event's data: {id, pool, state, container_id, github_runner_name, job_id?,
+//!          instance}; in a fleet, every instance's runners
 //! Pool   = the `pool` event's data: {name, labels, max_runners, min_idle, idle, busy,
 //!          starting, queued, consecutive_failures}
 //! ```
@@ -150,8 +152,9 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
         .copied()
         .unwrap_or(0);
 
-    // Runners and pool counters are the scheduler's live state (it owns them).
-    let (runners, pools) = match state.scheduler.snapshot().await {
+    // Runners and pool counters are the scheduler's live state (it owns them); in a fleet the
+    // runners are every instance's, from the database.
+    let (mut runners, pools) = match state.scheduler.snapshot().await {
         Some(live) => (
             live.runners
                 .iter()
@@ -163,6 +166,18 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
                 .collect::<Vec<_>>(),
         ),
         None => (Vec::new(), Vec::new()),
+    };
+    let instances = match state.fleet.as_member() {
+        Some(member) => {
+            runners = store
+                .live_runners()
+                .await?
+                .iter()
+                .map(|r| crate::scheduler::runner_event(r).data)
+                .collect();
+            Some(member.store.instances(member.timeout).await?)
+        }
+        None => None,
     };
     let running = (running >= 0).then_some(running);
     Ok(json!({
@@ -188,5 +203,6 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
             "webhooks_failed": webhooks_failed,
         },
         "repositories": (!repositories.is_empty()).then_some(repositories),
+        "instances": instances,
     }))
 }

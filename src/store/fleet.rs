@@ -34,6 +34,16 @@ pub struct Beat {
     pub leader: bool,
 }
 
+/// A live event not numbered yet: the fleet's shared log numbers it ([`FleetStore::append_live_events`]).
+#[derive(Debug, Clone)]
+pub struct UnsequencedEvent {
+    pub kind: String,
+    pub repository: Option<String>,
+    pub time: DateTime<Utc>,
+    /// The message's JSON object without its `seq` (`{"type": …}`): the seq goes in front.
+    pub body: String,
+}
+
 /// An instance as `GET /api/instances` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstanceRecord {
@@ -95,6 +105,10 @@ pub trait FleetStore: Send + Sync + 'static {
 
     /// Jobs updated at or after `since`; with `None`, every queued job a pool serves.
     async fn job_changes(&self, since: Option<DateTime<Utc>>) -> StoreResult<JobChanges>;
+
+    /// Appends live events to the shared log, numbering them after every seq any instance
+    /// committed before, under a lock held until the commit: seqs become visible in order.
+    async fn append_live_events(&self, events: &[UnsequencedEvent]) -> StoreResult<()>;
 
     /// Every instance that joined, with whether it is alive and which one leads.
     async fn instances(&self, timeout: Duration) -> StoreResult<Vec<InstanceRecord>>;

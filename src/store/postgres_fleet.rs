@@ -9,7 +9,9 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::StoreResult;
-use super::fleet::{Beat, ClaimedJob, FleetStore, InstanceInfo, InstanceRecord, JobChanges};
+use super::fleet::{
+    Beat, ClaimedJob, FleetStore, InstanceInfo, InstanceRecord, JobChanges, UnsequencedEvent,
+};
 use super::postgres::{PostgresStore, job_from_row};
 use super::postgres_live::runner_from_row;
 use crate::domain::{JobId, Runner};
@@ -177,6 +179,52 @@ impl FleetStore for PostgresStore {
             jobs: rows.iter().map(claimed_job).collect::<StoreResult<_>>()?,
             as_of,
         })
+    }
+
+    async fn append_live_events(&self, events: &[UnsequencedEvent]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // The meta row, locked until the commit: the next writer numbers after this batch and
+        // commits after it, so a reader that has seen seq N will never find a new one below N.
+        let reserved: i64 =
+            sqlx::query_scalar("SELECT reserved_seq FROM live_event_meta WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+        let stored: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM live_events")
+            .fetch_one(&mut *tx)
+            .await?;
+        let first = reserved.max(stored) + 1;
+        let seqs: Vec<i64> = (first..first + events.len() as i64).collect();
+        let messages: Vec<String> = events
+            .iter()
+            .zip(&seqs)
+            .map(|(e, seq)| match e.body.strip_prefix('{') {
+                Some(rest) => format!("{{\"seq\":{seq},{rest}"),
+                None => format!("{{\"seq\":{seq}}}"),
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO live_events (seq, type, repository, time, message) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], \
+             $5::text[])",
+        )
+        .bind(&seqs)
+        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.repository.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.time).collect::<Vec<_>>())
+        .bind(&messages)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE live_event_meta SET reserved_seq = $1 WHERE id = 1")
+            .bind(first + events.len() as i64 - 1)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn instances(&self, timeout: Duration) -> StoreResult<Vec<InstanceRecord>> {

@@ -108,6 +108,19 @@ function applySnapshot(d) {
   state.queueTotal = d.queue_total || 0;
   state.limits = d.limits || {};
   state.agingPerMinute = (d.scheduling && d.scheduling.aging_per_minute) || 0;
+  state.instances = d.instances || null;
+}
+
+// A fleet's instances under the pools: which leads, which is down (null: a daemon alone).
+function fleetLine() {
+  if (!state.instances) return "";
+  const parts = state.instances.map((i) => {
+    const text = i.id + (i.leader ? " (leader)" : "") + (i.alive ? "" : " (down)");
+    return el("span", { class: i.alive ? "" : "down", "data-instance": i.id, title: `${i.runners} runners · pools ${i.pools.join(", ")}` }, text);
+  });
+  const line = el("p", { class: "muted", id: "instances" }, "fleet: ");
+  parts.forEach((p, n) => { if (n) line.append(" · "); line.append(p); });
+  return line;
 }
 
 function upsertJob(j) {
@@ -216,7 +229,7 @@ function renderPools(queue) {
       el("div", { class: "bar", role: "img", "aria-label": `${busy} busy, ${idle} idle, ${starting} starting of ${p.max_runners}` },
         part("busy", busy), part("idle", idle), part("starting", starting)),
       el("div", { class: "muted" }, `${busy} busy · ${idle} idle · ${starting} starting` + (p.labels ? " · " + p.labels.join(", ") : "")));
-  }), max ? el("p", { class: "muted" }, `host limit: ${max} runners`) : "");
+  }), max ? el("p", { class: "muted" }, `host limit: ${max} runners`) : "", fleetLine());
 }
 
 // ---- filter, keys, timers ----
