@@ -13,7 +13,10 @@
 //! The `-shm` file is SQLite's shared memory, mapped into the process: truncated behind its
 //! back, the next access to a page past its new end kills the process with SIGBUS, which no
 //! safe Rust can catch. A shrunk `-shm` is therefore reported (and the store lost) as soon as
-//! it is seen, so that the log says why if the signal comes.
+//! it is seen, so that the log says why if the signal comes. So is a `-wal` or `-shm` this
+//! process may not write (its owner or mode changed behind it): at start that refuses the
+//! database naming the file, while running it makes the store lost, before SQLite maps or
+//! extends the file and dies of SIGBUS with no log line (#14).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -49,16 +52,75 @@ struct Watched {
     len: u64,
 }
 
+/// Who this process is, for the write-permission check (read from `/proc/self`'s owner, no
+/// `unsafe` needed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ProcessIds {
+    uid: u32,
+    gid: u32,
+}
+
+impl ProcessIds {
+    fn current() -> ProcessIds {
+        std::fs::metadata("/proc/self").map_or(ProcessIds { uid: 0, gid: 0 }, |m| ProcessIds {
+            uid: m.uid(),
+            gid: m.gid(),
+        })
+    }
+
+    /// Whether the mode bits let this process write a file (root writes anything; ACLs and
+    /// supplementary groups are not looked at).
+    fn may_write(self, meta: &std::fs::Metadata) -> bool {
+        let mode = meta.mode();
+        self.uid == 0
+            || if meta.uid() == self.uid {
+                mode & 0o200 != 0
+            } else if meta.gid() == self.gid {
+                mode & 0o020 != 0
+            } else {
+                mode & 0o002 != 0
+            }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct DatabaseWatch {
     files: Mutex<Vec<Watched>>,
     lost: OnceLock<String>,
+    /// `None`: this process as it is (tests pose as another user).
+    process: Option<ProcessIds>,
+}
+
+/// Why `path` (a `-wal` or `-shm`) cannot serve, if this process may not write it.
+fn unwritable(path: &Path, process: ProcessIds) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    (!process.may_write(&meta)).then(|| {
+        format!(
+            "not writable by this process (uid {}; the file is owned by {} with mode {:o}): \
+             SQLite would die of SIGBUS on its shared memory; give it back to the daemon's user",
+            process.uid,
+            meta.uid(),
+            meta.mode() & 0o7777
+        )
+    })
 }
 
 impl DatabaseWatch {
     /// Starts watching `database` (its canonical path) as it is now.
     pub(super) fn start(&self, database: &Path) -> std::io::Result<()> {
         let (id, len) = FileId::of(database)?;
+        let process = self.process();
+        for suffix in ["-wal", "-shm"] {
+            let mut path = database.as_os_str().to_owned();
+            path.push(suffix);
+            let path = PathBuf::from(path);
+            if let Some(cause) = unwritable(&path, process) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("{}: {cause}", path.display()),
+                ));
+            }
+        }
         let mut files = vec![Watched {
             path: database.to_owned(),
             seen: Some(id),
@@ -77,6 +139,10 @@ impl DatabaseWatch {
         Ok(())
     }
 
+    fn process(&self) -> ProcessIds {
+        self.process.unwrap_or_else(ProcessIds::current)
+    }
+
     /// Stops watching (the store no longer serves).
     pub(super) fn stop(&self) {
         self.files.lock().expect("not poisoned").clear();
@@ -93,9 +159,15 @@ impl DatabaseWatch {
         if self.lost.get().is_some() {
             return;
         }
+        let process = self.process();
         let mut files = self.files.lock().expect("not poisoned");
         for (index, file) in files.iter_mut().enumerate() {
-            if let Some(cause) = file.check(index == 2) {
+            let cause = file.check(index == 2).or_else(|| {
+                (index > 0)
+                    .then(|| unwritable(&file.path, process))
+                    .flatten()
+            });
+            if let Some(cause) = cause {
                 let cause = format!("{}: {cause}", file.path.display());
                 tracing::error!(
                     path = %file.path.display(),
@@ -203,6 +275,91 @@ mod tests {
             "{:?}",
             watch.lost()
         );
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A user that owns none of the files: what the daemon's service user is to a file
+    /// another user (root, say) created or took over.
+    const OTHER_USER: ProcessIds = ProcessIds {
+        uid: 65_000,
+        gid: 65_000,
+    };
+
+    #[test]
+    fn an_unwritable_shm_while_serving_is_lost_before_sqlite_touches_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        std::fs::write(&db, b"x").unwrap();
+        let shm = dir.path().join("t.db-shm");
+        std::fs::write(&shm, [0u8; 64]).unwrap();
+        set_mode(&shm, 0o666);
+        let watch = DatabaseWatch {
+            process: Some(OTHER_USER),
+            ..DatabaseWatch::default()
+        };
+        watch.start(&db).unwrap();
+        watch.check();
+        assert_eq!(watch.lost(), None, "world-writable: fine");
+        set_mode(&shm, 0o644);
+        watch.check();
+        let lost = watch.lost().expect("lost");
+        assert!(
+            lost.contains("t.db-shm") && lost.contains("SIGBUS"),
+            "{lost}"
+        );
+        assert!(lost.contains("uid 65000") && lost.contains("644"), "{lost}");
+    }
+
+    #[test]
+    fn an_unwritable_wal_refuses_the_database_at_start_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        std::fs::write(&db, b"x").unwrap();
+        let wal = dir.path().join("t.db-wal");
+        std::fs::write(&wal, b"w").unwrap();
+        set_mode(&wal, 0o444);
+        let watch = DatabaseWatch {
+            process: Some(OTHER_USER),
+            ..DatabaseWatch::default()
+        };
+        let error = watch.start(&db).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(error.to_string().contains("t.db-wal"), "{error}");
+        // The same files are fine for their owner.
+        assert!(DatabaseWatch::default().start(&db).is_ok());
+    }
+
+    #[test]
+    fn write_permission_follows_owner_group_and_other_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        set_mode(&file, 0o600);
+        let meta = std::fs::metadata(&file).unwrap();
+        let owner = ProcessIds {
+            uid: meta.uid(),
+            gid: 65_000,
+        };
+        let group = ProcessIds {
+            uid: 65_000,
+            gid: meta.gid(),
+        };
+        let root = ProcessIds { uid: 0, gid: 0 };
+        assert!(owner.may_write(&meta));
+        assert!(!group.may_write(&meta));
+        assert!(root.may_write(&meta));
+        set_mode(&file, 0o460);
+        let meta = std::fs::metadata(&file).unwrap();
+        if meta.uid() != 0 {
+            // (As root the owner is root, who writes anything.)
+            assert!(!owner.may_write(&meta), "the owner's bits decide");
+        }
+        assert!(group.may_write(&meta));
+        assert!(!OTHER_USER.may_write(&meta));
     }
 
     #[test]
