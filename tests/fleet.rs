@@ -269,10 +269,15 @@ async fn three_instances_share_the_work_and_survive_the_death_of_one_and_of_the_
     let leader_index = fleet.ids.iter().position(|id| *id == leader).unwrap();
     let old_leader = fleet.kill(leader_index);
     drop(old_leader);
+    let killed_at = std::time::Instant::now();
     let new_leader = until(20, "a new leader", async || {
         fleet.leader().await.filter(|id| *id != leader)
     })
     .await;
+    eprintln!(
+        "a new leader {:.1} s after kill -9 of the leader (instance_timeout 6 s: lease 2 s)",
+        killed_at.elapsed().as_secs_f64()
+    );
     let more = enqueue(&sim, 3);
     jobs.extend(more);
     until(120, "jobs after the leader died completed", async || {
