@@ -299,7 +299,10 @@ async fn a_slow_consumer_lags_alone_and_catches_up_without_gaps() {
             && frame.is_text()
         {
             let m: Value = serde_json::from_str(text).unwrap();
-            assert!(is_kind(&m, &["runner", "pool"]) || is_wait_update(&m), "{m}");
+            assert!(
+                is_kind(&m, &["runner", "pool"]) || is_wait_update(&m),
+                "{m}"
+            );
             after += 1;
             assert_eq!(m["seq"], after, "gap or duplicate: {m}");
         }
