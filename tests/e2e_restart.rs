@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::e2e::{self, SIM_TOKEN, TEST_RUNNER_IMAGE};
 use common::test_image::ensure_test_image;
+use common::until;
 use runnerhub::github::sim::{JobSpec, SimConfig, Simulator};
 use serde_json::{Value, json};
 
@@ -38,20 +39,6 @@ async fn get(client: &reqwest::Client, url: String) -> Option<Value> {
     let r = client.get(url).send().await.ok()?;
     r.status().is_success().then_some(())?;
     r.json().await.ok()
-}
-
-async fn until<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A registration in the old naming (`runnerhub-<pool>-…`) that this database never recorded.

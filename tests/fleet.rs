@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use common::daemon::Daemon;
 use common::e2e::{self, SIM_TOKEN, TEST_RUNNER_IMAGE};
+use common::until;
 use runnerhub::github::sim::{JobSpec, SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 use store_backends::TestDatabase;
@@ -175,18 +176,10 @@ impl Fleet {
     }
 }
 
-async fn until<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// Whether GitHub has completed every one of `jobs`.
+fn all_completed(sim: &SimHandle, jobs: &[u64]) -> bool {
+    jobs.iter()
+        .all(|id| sim.job(*id).is_some_and(|j| j.completed_at.is_some()))
 }
 
 fn enqueue(sim: &SimHandle, n: usize) -> Vec<u64> {
@@ -254,11 +247,7 @@ async fn three_instances_share_the_work_and_survive_the_death_of_one_and_of_the_
     let killed = fleet.kill(victim);
     jobs.extend(enqueue(&sim, 6));
     until(180, "every job completed at GitHub", async || {
-        let done = jobs
-            .iter()
-            .filter(|id| sim.job(**id).is_some_and(|j| j.completed_at.is_some()))
-            .count();
-        (done == jobs.len()).then_some(())
+        all_completed(&sim, &jobs).then_some(())
     })
     .await;
     let logs = killed.logs();
@@ -281,11 +270,7 @@ async fn three_instances_share_the_work_and_survive_the_death_of_one_and_of_the_
     let more = enqueue(&sim, 3);
     jobs.extend(more);
     until(120, "jobs after the leader died completed", async || {
-        let done = jobs
-            .iter()
-            .filter(|id| sim.job(**id).is_some_and(|j| j.completed_at.is_some()))
-            .count();
-        (done == jobs.len()).then_some(())
+        all_completed(&sim, &jobs).then_some(())
     })
     .await;
 

@@ -216,3 +216,18 @@ pub async fn post_delivery(
         .await
         .unwrap()
 }
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails naming `what` after `secs`.
+pub async fn until<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
