@@ -8,12 +8,12 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::StoreResult;
 use super::fleet::{
     Beat, ClaimedJob, FleetStore, InstanceInfo, InstanceRecord, JobChanges, UnsequencedEvent,
 };
 use super::postgres::{PostgresStore, job_from_row};
-use super::postgres_live::runner_from_row;
+use super::postgres_live::{insert_live_rows, runner_from_row};
+use super::{LiveEventRow, StoreResult};
 use crate::domain::{JobId, Runner};
 
 /// A `Duration` as PostgreSQL's `interval` (bound as seconds).
@@ -193,32 +193,21 @@ impl FleetStore for PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
         let first = reserved.max(stored) + 1;
-        let seqs: Vec<i64> = (first..first + events.len() as i64).collect();
-        let messages: Vec<String> = events
+        let rows: Vec<LiveEventRow> = events
             .iter()
-            .zip(&seqs)
-            .map(|(e, seq)| match e.body.strip_prefix('{') {
-                Some(rest) => format!("{{\"seq\":{seq},{rest}"),
-                None => format!("{{\"seq\":{seq}}}"),
+            .zip(first..)
+            .map(|(e, seq)| LiveEventRow {
+                seq,
+                kind: e.kind.clone(),
+                repository: e.repository.clone(),
+                time: e.time,
+                message: match e.body.strip_prefix('{') {
+                    Some(rest) => format!("{{\"seq\":{seq},{rest}"),
+                    None => format!("{{\"seq\":{seq}}}"),
+                },
             })
             .collect();
-        sqlx::query(
-            "INSERT INTO live_events (seq, type, repository, time, message) \
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], \
-             $5::text[])",
-        )
-        .bind(&seqs)
-        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.repository.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.time).collect::<Vec<_>>())
-        .bind(&messages)
-        .execute(&mut *tx)
-        .await?;
+        insert_live_rows(&mut tx, &rows).await?;
         sqlx::query("UPDATE live_event_meta SET reserved_seq = $1 WHERE id = 1")
             .bind(first + events.len() as i64 - 1)
             .execute(&mut *tx)

@@ -161,31 +161,7 @@ impl PostgresStore {
         reserved_seq: i64,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        if !events.is_empty() {
-            // DO NOTHING: a batch retried after a failed commit must not fail on its own rows.
-            sqlx::query(
-                "INSERT INTO live_events (seq, type, repository, time, message) \
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], \
-                 $5::text[]) ON CONFLICT (seq) DO NOTHING",
-            )
-            .bind(events.iter().map(|e| e.seq).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.repository.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.time).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.message.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_live_rows(&mut tx, events).await?;
         sqlx::query("UPDATE live_event_meta SET reserved_seq = $1 WHERE id = 1")
             .bind(reserved_seq)
             .execute(&mut *tx)
@@ -304,4 +280,38 @@ impl PostgresStore {
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(job_from_row).collect()
     }
+}
+
+/// Appends numbered live messages inside the caller's transaction. DO NOTHING: a batch retried
+/// after a failed commit must not fail on its own rows.
+pub(super) async fn insert_live_rows(
+    conn: &mut sqlx::PgConnection,
+    events: &[LiveEventRow],
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO live_events (seq, type, repository, time, message) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], \
+         $5::text[]) ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind(events.iter().map(|e| e.seq).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|e| e.repository.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.iter().map(|e| e.time).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
