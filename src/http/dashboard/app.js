@@ -43,7 +43,10 @@ const queuedAt = (j) => Date.parse(j.created_at || j.first_seen_at);
 // The scheduler's order: rule score plus aging per minute waited. Comparing two jobs at the
 // same instant, "now" cancels out, so the rank needs no clock and the order no re-sorting.
 const agedRank = (j) => j.priority - (state.agingPerMinute || 0) * queuedAt(j) / 60000;
-const isPending = (j) => j.status === "queued" || j.status === "waiting";
+// A job refused for good (unusable_repository, unknown_scope, not_found) left the queue; jobs no
+// pool serves (no_pool) are shown as before, as work waiting elsewhere.
+const isPending = (j) =>
+  (j.status === "queued" || j.status === "waiting") && (!j.outcome || j.outcome === "no_pool");
 
 // ---- connection ----
 
