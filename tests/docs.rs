@@ -10,11 +10,11 @@
 //! reason; a command in neither that list nor runnable fails the test. Commands that run until
 //! stopped are started, checked healthy and stopped ([`LONG_RUNNING`]).
 
+mod common;
 #[path = "docs/keys.rs"]
 mod keys;
 #[path = "docs/markdown.rs"]
 mod markdown;
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,15 +24,32 @@ use common::{job_payload, spawn_app_with, test_config_without_pools};
 
 /// Commands the test does not run, by prefix, each with the reason.
 const NOT_RUN_HERE: &[(&str, &str)] = &[
-    (".ci/run", "CI itself: installs packages and runs the whole suite"),
-    ("cargo nextest run", "the test suite itself"),
-    ("cargo bench", "a benchmark: minutes of release build and load"),
-    ("cargo build --release", "a release build takes minutes; the test runs the binary it was built with"),
-    ("cargo deb", "builds the Debian package (tests/packaging.rs checks what it ships)"),
+    (
+        ".ci/run",
+        "CI itself: installs packages and runs the whole suite",
+    ),
+    (
+        "cargo bench",
+        "a benchmark: minutes of release build and load",
+    ),
+    (
+        "cargo build --release",
+        "a release build takes minutes; the test runs the binary it was built with",
+    ),
+    (
+        "cargo deb",
+        "builds the Debian package (tests/packaging.rs checks what it ships)",
+    ),
     ("apt install", "installs a package on the host"),
-    ("install -D", "installs files into /usr and /etc of the host"),
+    (
+        "install -D",
+        "installs files into /usr and /etc of the host",
+    ),
     ("systemctl", "starts and stops the host's services"),
-    ("runnerhub config check --config /etc/", "the installed package's path; the same command runs on config/runnerhub.toml"),
+    (
+        "runnerhub config check --config /etc/",
+        "the installed package's path; the same command runs on config/runnerhub.toml",
+    ),
     ("runnerhub hooks", "talks to github.com"),
     ("./target/release/runnerhub hooks", "talks to github.com"),
 ];
@@ -111,7 +128,9 @@ fn every_configuration_key_the_docs_name_exists() {
         for block in &extracted.toml_blocks {
             checked += 1;
             if let Err(error) = toml::from_str::<runnerhub::config::Config>(block) {
-                wrong.push(format!("{name}: a TOML block is not a configuration: {error}"));
+                wrong.push(format!(
+                    "{name}: a TOML block is not a configuration: {error}"
+                ));
             }
         }
     }
@@ -152,23 +171,48 @@ async fn scenario() -> tempfile::TempDir {
     let app = spawn_app_with(test_config_without_pools(&history)).await;
     for id in 1..=6 {
         let labels = ["self-hosted", "linux", "x64"];
-        app.deliver("workflow_job", &format!("q-{id}"), &job_payload(id, "queued", &labels))
-            .await;
-        app.deliver("workflow_job", &format!("c-{id}"), &job_payload(id, "completed", &labels))
-            .await;
+        app.deliver(
+            "workflow_job",
+            &format!("q-{id}"),
+            &job_payload(id, "queued", &labels),
+        )
+        .await;
+        app.deliver(
+            "workflow_job",
+            &format!("c-{id}"),
+            &job_payload(id, "completed", &labels),
+        )
+        .await;
     }
     app.settle().await;
     app.stop().await;
     let pool = |max: u32| {
-        format!("[[pools]]\nname = \"linux\"\nlabels = [\"self-hosted\", \"linux\", \"x64\"]\nmax_runners = {max}\n")
+        format!(
+            "[[pools]]\nname = \"linux\"\nlabels = [\"self-hosted\", \"linux\", \"x64\"]\nmax_runners = {max}\n"
+        )
     };
     let files = [
-        ("runnerhub.toml", format!("[database]\nurl = \"sqlite://history/runnerhub.db\"\n{}", pool(10))),
+        (
+            "runnerhub.toml",
+            format!(
+                "[database]\nurl = \"sqlite://history/runnerhub.db\"\n{}",
+                pool(10)
+            ),
+        ),
         ("six-runners.toml", pool(6)),
         ("base.toml", pool(8)),
         ("more-runners.toml", pool(10)),
-        ("fair.toml", format!("{}[scheduling]\nfair_share = \"repository\"\n", pool(8))),
-        ("quota.toml", format!("{}[[quotas]]\nrepositories = [\"acme/monorepo\"]\nmax_runners = 3\n", pool(8))),
+        (
+            "fair.toml",
+            format!("{}[scheduling]\nfair_share = \"repository\"\n", pool(8)),
+        ),
+        (
+            "quota.toml",
+            format!(
+                "{}[[quotas]]\nrepositories = [\"acme/monorepo\"]\nmax_runners = 3\n",
+                pool(8)
+            ),
+        ),
     ];
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
@@ -188,9 +232,17 @@ fn free_loopback_address() -> String {
 /// the caller's runnerhub or GitHub variables (the docs' commands must work without them).
 fn shell(dir: &Path, command: &str, env: &[(String, String)]) -> Command {
     let bin = Path::new(env!("CARGO_BIN_EXE_runnerhub")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut shell = Command::new("sh");
-    shell.arg("-c").arg(command).current_dir(dir).env("PATH", path);
+    shell
+        .arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .env("PATH", path);
     for (var, _) in std::env::vars() {
         if var.starts_with("RUNNERHUB__") || var.starts_with("GITHUB_") {
             shell.env_remove(var);
@@ -242,7 +294,10 @@ async fn the_commands_in_the_docs_run_as_written() {
         .map(|(prefix, _)| *prefix)
         .filter(|prefix| !skipped.iter().any(|s| s.contains(&format!("`{prefix}"))))
         .collect();
-    assert!(unused.is_empty(), "NOT_RUN_HERE entries no doc needs: {unused:?}");
+    assert!(
+        unused.is_empty(),
+        "NOT_RUN_HERE entries no doc needs: {unused:?}"
+    );
     assert!(ran.len() >= 8, "only {} commands ran", ran.len());
 }
 
@@ -307,9 +362,19 @@ async fn run_until_stopped(
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(healthy, "{doc}: `{command}` never answered on {listen}:\n{}", logs(dir));
+    assert!(
+        healthy,
+        "{doc}: `{command}` never answered on {listen}:\n{}",
+        logs(dir)
+    );
     let pid = child.0.id().to_string();
-    assert!(Command::new("kill").args(["-s", long.stop_signal, &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-s", long.stop_signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let stopping = Instant::now();
     let status = loop {
         if let Some(status) = child.0.try_wait().unwrap() {
@@ -323,7 +388,11 @@ async fn run_until_stopped(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(status.success(), "{doc}: `{command}` stopped with {status}:\n{}", logs(dir));
+    assert!(
+        status.success(),
+        "{doc}: `{command}` stopped with {status}:\n{}",
+        logs(dir)
+    );
 }
 
 fn logs(dir: &Path) -> String {

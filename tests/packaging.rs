@@ -35,7 +35,10 @@ fn deb_assets_exist_and_cover_binary_config_unit_and_user() {
         // The binary is built by `cargo deb` itself.
         if let Some((dir, suffix)) = source.split_once("/*") {
             // cargo-deb expands globs (`docs/*.md`): one that matches nothing ships nothing.
-            assert!(target.ends_with('/'), "glob {source} needs a directory target");
+            assert!(
+                target.ends_with('/'),
+                "glob {source} needs a directory target"
+            );
             let matched = std::fs::read_dir(root().join(dir))
                 .unwrap_or_else(|e| panic!("asset {source}: {e}"))
                 .filter_map(Result::ok)

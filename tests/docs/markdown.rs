@@ -60,7 +60,10 @@ fn shell_commands(lines: &[&str]) -> Vec<String> {
             }
         }
     }
-    assert!(pending.is_empty(), "a shell block ends in a continuation: {pending}");
+    assert!(
+        pending.is_empty(),
+        "a shell block ends in a continuation: {pending}"
+    );
     commands.retain(|c| !c.is_empty());
     commands
 }
@@ -125,9 +128,9 @@ fn config_key(token: &str) -> Option<String> {
     if !SECTIONS.contains(&first) || (!header && !path.contains('.')) {
         return None;
     }
-    let well_formed = path
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '[' | ']'));
+    let well_formed = path.chars().all(|c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '[' | ']')
+    });
     well_formed.then(|| {
         if header {
             token.to_owned()
