@@ -15,13 +15,17 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::domain::{
-    Job, JobObservation, JobStatus, JobTraits, LabelSet, PriorityRules, Transition, WorkflowRun,
-    select_pool,
+    Job, JobObservation, JobOutcome, JobStatus, JobTraits, LabelSet, PriorityRules, Transition,
+    WorkflowRun, select_pool,
 };
 use crate::events::{EventBus, EventKind, LiveEvent};
 use crate::metrics as catalog;
 use crate::store::{DeliveryOutcome, PendingDelivery, ProcessedDelivery, ProcessingBatch, Store};
 use crate::webhook::payload;
+
+/// Why a job catch-up closed (its `not_found` outcome).
+const GONE_DETAIL: &str =
+    "GitHub answers 404 for the job (its run was deleted): closed by catch-up";
 
 /// Deliveries processed per transaction.
 pub const PROCESS_BATCH: u32 = 256;
@@ -172,7 +176,8 @@ impl Processor {
             let started = Instant::now();
             let decoded = match obs {
                 Ok(Observation::Job(o)) => {
-                    let (decoded, changed) = self.apply_job(&mut jobs, &o, now);
+                    let gone = super::catch_up::is_gone_delivery(&d.delivery_id);
+                    let (decoded, changed) = self.apply_job(&mut jobs, &o, gone, now);
                     if changed {
                         dirty_jobs.push(o.id);
                     }
@@ -235,16 +240,22 @@ impl Processor {
         Ok(results)
     }
 
+    /// Applies one observation of a job; `gone`: catch-up made it up because GitHub answers
+    /// 404 for the job.
     fn apply_job(
         &self,
         jobs: &mut HashMap<i64, Job>,
         o: &JobObservation,
+        gone: bool,
         now: DateTime<Utc>,
     ) -> (Decoded, bool) {
         let (transition, changed) = match jobs.get_mut(&o.id) {
             Some(job) => {
                 let before = job.clone();
                 let t = job.apply(o, now);
+                if gone {
+                    job.set_outcome(JobOutcome::NotFound, GONE_DETAIL.into(), now);
+                }
                 (t, *job != before)
             }
             None => {
@@ -255,7 +266,11 @@ impl Processor {
                     repository: &o.repository,
                     workflow: o.workflow_name.as_deref(),
                 });
-                let job = Job::from_observation(o, priority, pool.map(str::to_owned), now);
+                let mut job = Job::from_observation(o, priority, pool.map(str::to_owned), now);
+                if job.pool.is_none() {
+                    let detail = format!("no pool serves labels [{}]", job.labels.join(", "));
+                    job.set_outcome(JobOutcome::NoPool, detail, now);
+                }
                 jobs.insert(o.id, job);
                 (
                     Transition::Moved {
