@@ -156,6 +156,34 @@ fn the_configuration_reference_documents_every_key_of_the_example() {
     );
 }
 
+#[test]
+fn every_link_between_the_docs_resolves() {
+    let mut broken = Vec::new();
+    for (name, text) in documents() {
+        let dir = root().join(&name).parent().unwrap().to_path_buf();
+        for link in markdown::relative_links(&text) {
+            let (file, anchor) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if file.is_empty() {
+                root().join(&name)
+            } else {
+                dir.join(file)
+            };
+            if !target.exists() {
+                broken.push(format!("{name}: {link}: no such file"));
+            } else if !anchor.is_empty() {
+                let headings = std::fs::read_to_string(&target).unwrap_or_default();
+                if !markdown::heading_anchors(&headings)
+                    .iter()
+                    .any(|a| a == anchor)
+                {
+                    broken.push(format!("{name}: {link}: no such heading"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
 /// The directory the docs' commands assume: the example configuration, and a deployment
 /// (`runnerhub.toml`) whose database recorded jobs, with the replay configurations beside it.
 async fn scenario() -> tempfile::TempDir {

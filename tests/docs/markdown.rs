@@ -183,3 +183,64 @@ fn key_references_are_found_in_inline_code_only() {
         ]
     );
 }
+
+/// The targets of the relative links of `markdown` (`docs/api.md`, `#limits`,
+/// `operations.md#upgrade`), outside code.
+pub fn relative_links(markdown: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut fenced = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        for (_, rest) in line
+            .match_indices("](")
+            .map(|(at, _)| line.split_at(at + 2))
+        {
+            let Some(target) = rest.split(')').next() else {
+                continue;
+            };
+            if !target.contains("://") && !target.is_empty() {
+                links.push(target.to_owned());
+            }
+        }
+    }
+    links
+}
+
+/// GitHub's anchors of the headings of `markdown`: lower case, punctuation dropped, spaces
+/// to hyphens (`## Live view: \`GET /ws\`` → `live-view-get-ws`).
+pub fn heading_anchors(markdown: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut anchors = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            let title = line.trim_start_matches('#').trim();
+            let anchor: String = title
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect();
+            anchors.push(anchor);
+        }
+    }
+    anchors
+}
+
+#[test]
+fn links_and_anchors_are_read_as_github_makes_them() {
+    let text = "## Live view: `GET /ws` and the dashboard `GET /`\n\
+                see [a](docs/api.md#x), [b](#live), [c](https://example.com)\n";
+    assert_eq!(relative_links(text), vec!["docs/api.md#x", "#live"]);
+    assert_eq!(
+        heading_anchors(text),
+        vec!["live-view-get-ws-and-the-dashboard-get-"]
+    );
+}
