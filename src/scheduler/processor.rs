@@ -21,6 +21,7 @@ use crate::domain::{
 use crate::events::{EventBus, EventKind, LiveEvent};
 use crate::metrics as catalog;
 use crate::store::{DeliveryOutcome, PendingDelivery, ProcessedDelivery, ProcessingBatch, Store};
+use crate::telemetry::repeats::{self, Repeats};
 use crate::webhook::payload;
 
 /// Why a job catch-up closed (its `not_found` outcome).
@@ -97,7 +98,11 @@ impl Processor {
             Ok(results) => changes.extend(self.publish(results)),
             Err(error) if n > 1 => {
                 // One poison delivery must not block the rest: fall back to one at a time.
-                tracing::warn!(%error, "batch commit failed; processing deliveries one by one");
+                // A store that refuses every write fails every sweep: bounded lines then.
+                static REPEATS: Repeats = Repeats::new(repeats::WINDOW);
+                if let Some(held) = REPEATS.admit() {
+                    tracing::warn!(%error, "batch commit failed; processing deliveries one by one{held}");
+                }
                 for delivery in &due {
                     match self
                         .process_batch(std::slice::from_ref(delivery), now)
@@ -125,7 +130,10 @@ impl Processor {
         error: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        tracing::warn!(delivery = %d.delivery_id, event = %d.event, error, "delivery processing failed");
+        static REPEATS: Repeats = Repeats::new(repeats::WINDOW);
+        if let Some(held) = REPEATS.admit() {
+            tracing::warn!(delivery = %d.delivery_id, event = %d.event, error, "delivery processing failed{held}");
+        }
         let batch = ProcessingBatch {
             deliveries: vec![failed(
                 d,
