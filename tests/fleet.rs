@@ -10,10 +10,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::e2e;
 use common::fleet::*;
 use common::until;
-use runnerhub::github::sim::{SimConfig, Simulator};
 use store_backends::TestDatabase;
 
 #[path = "common/store_backends.rs"]
@@ -21,40 +19,14 @@ mod store_backends;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_share_the_work_and_survive_the_death_of_one_and_of_the_leader() {
-    tokio::task::spawn_blocking(e2e::ensure_runner_image)
-        .await
-        .unwrap();
     let database = TestDatabase::create().await;
-    let forwarder = Forwarder::default();
-    let entry = forwarder.start().await;
-    let sim = Simulator::start(SimConfig {
-        webhook_url: Some(format!("http://{entry}/api/webhooks/github")),
-        webhook_secret: common::SECRET.into(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let mut fleet = Fleet {
-        databases: vec![database.url.clone(); 3],
-        sim_url: sim.url(),
-        ids: ["a", "b", "c"].map(|s| format!("fleet-{tag}-{s}")).to_vec(),
-        daemons: Vec::new(),
-        forwarder: forwarder.clone(),
-    };
-    for i in 0..3 {
-        fleet.start(i);
-    }
-    let instances = until(30, "three live instances and a leader", async || {
-        let list = fleet.api("/api/instances").await?;
-        let list = list["instances"].as_array()?.clone();
-        let alive = list.iter().filter(|i| i["alive"] == true).count();
-        let leaders = list.iter().filter(|i| i["leader"] == true).count();
-        (alive == 3 && leaders == 1).then_some(list)
-    })
-    .await;
+    let databases = vec![database.url.clone(); 3];
+    let (mut fleet, sim) = Fleet::launch("fleet", databases, &["a", "b", "c"]).await;
+    let instances = fleet.api("/api/instances").await.unwrap();
     assert!(
-        instances
+        instances["instances"]
+            .as_array()
+            .unwrap()
             .iter()
             .all(|i| i["pools"] == serde_json::json!(["linux"]))
     );
@@ -141,22 +113,11 @@ async fn three_instances_share_the_work_and_survive_the_death_of_one_and_of_the_
             && !l.ends_with(" 0")),
         "the new leader catches up"
     );
-    let ids = fleet.ids.clone();
     until(90, "no container and no registration left", async || {
-        let registrations = sim.runners();
-        let containers: Vec<String> = ids.iter().flat_map(|id| containers_of(id)).collect();
-        (registrations.is_empty() && containers.is_empty()).then_some(())
+        nothing_left(&fleet, &sim).then_some(())
     })
     .await;
     assert!(!logs.is_empty());
-    for i in 0..3 {
-        if let Some(d) = fleet.daemons[i].take() {
-            d.signal("TERM");
-        }
-    }
-    for id in &fleet.ids {
-        e2e::remove_instance_containers(id);
-    }
-    sim.shutdown().await;
+    fleet.stop(sim).await;
     database.drop_now().await;
 }

@@ -10,10 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::db_cut::Cut;
-use common::e2e;
 use common::fleet::*;
 use common::until;
-use runnerhub::github::sim::{SimConfig, Simulator};
 use store_backends::TestDatabase;
 
 #[path = "common/store_backends.rs"]
@@ -22,38 +20,10 @@ mod store_backends;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cut_off_instance_launches_nothing_the_other_serves_and_after_the_heal_nothing_runs_twice()
  {
-    tokio::task::spawn_blocking(e2e::ensure_runner_image)
-        .await
-        .unwrap();
     let database = TestDatabase::create().await;
     let (cut, cut_url) = Cut::start(&database.url).await;
-    let forwarder = Forwarder::default();
-    let entry = forwarder.start().await;
-    let sim = Simulator::start(SimConfig {
-        webhook_url: Some(format!("http://{entry}/api/webhooks/github")),
-        webhook_secret: common::SECRET.into(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let mut fleet = Fleet {
-        databases: vec![database.url.clone(), cut_url],
-        sim_url: sim.url(),
-        ids: ["steady", "cut"].map(|s| format!("cut-{tag}-{s}")).to_vec(),
-        daemons: Vec::new(),
-        forwarder: forwarder.clone(),
-    };
-    fleet.start(0);
-    fleet.start(1);
-    until(30, "two live instances and a leader", async || {
-        let list = fleet.api("/api/instances").await?;
-        let list = list["instances"].as_array()?.clone();
-        let alive = list.iter().filter(|i| i["alive"] == true).count();
-        let leaders = list.iter().filter(|i| i["leader"] == true).count();
-        (alive == 2 && leaders == 1).then_some(())
-    })
-    .await;
+    let databases = vec![database.url.clone(), cut_url];
+    let (fleet, sim) = Fleet::launch("cut", databases, &["steady", "cut"]).await;
 
     // Work for both; the cut comes while the cut-off instance's runners are at work.
     let mut jobs = enqueue(&sim, 4, Duration::from_secs(4));
@@ -121,19 +91,10 @@ async fn a_cut_off_instance_launches_nothing_the_other_serves_and_after_the_heal
         jobs.len(),
         runners.len()
     );
-    let ids = fleet.ids.clone();
     until(90, "no container and no registration left", async || {
-        let registrations = sim.runners();
-        let containers: Vec<String> = ids.iter().flat_map(|id| containers_of(id)).collect();
-        (registrations.is_empty() && containers.is_empty()).then_some(())
+        nothing_left(&fleet, &sim).then_some(())
     })
     .await;
-    for daemon in fleet.daemons.iter_mut().filter_map(Option::take) {
-        daemon.signal("TERM");
-    }
-    for id in &fleet.ids {
-        e2e::remove_instance_containers(id);
-    }
-    sim.shutdown().await;
+    fleet.stop(sim).await;
     database.drop_now().await;
 }

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::response::IntoResponse;
-use runnerhub::github::sim::{JobSpec, SimHandle};
+use runnerhub::github::sim::{JobSpec, SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 
 use super::daemon::Daemon;
-use super::e2e::{SIM_TOKEN, TEST_RUNNER_IMAGE};
+use super::e2e::{self, SIM_TOKEN, TEST_RUNNER_IMAGE};
+use super::until;
 
 pub const LINUX: &[&str] = &["self-hosted", "linux"];
 
@@ -92,6 +93,63 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// The simulator, delivering through a new forwarder, and a fleet of one instance per
+    /// database URL (named `<prefix>-<tag>-<name>`), each started, all alive with one leader.
+    pub async fn launch(
+        prefix: &str,
+        databases: Vec<String>,
+        names: &[&str],
+    ) -> (Fleet, SimHandle) {
+        tokio::task::spawn_blocking(e2e::ensure_runner_image)
+            .await
+            .unwrap();
+        let forwarder = Forwarder::default();
+        let entry = forwarder.start().await;
+        let sim = Simulator::start(SimConfig {
+            webhook_url: Some(format!("http://{entry}/api/webhooks/github")),
+            webhook_secret: super::SECRET.into(),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let mut fleet = Fleet {
+            databases,
+            sim_url: sim.url(),
+            ids: names
+                .iter()
+                .map(|s| format!("{prefix}-{tag}-{s}"))
+                .collect(),
+            daemons: Vec::new(),
+            forwarder,
+        };
+        for i in 0..names.len() {
+            fleet.start(i);
+        }
+        let expected = names.len();
+        until(30, "every instance alive and one leader", async || {
+            let list = fleet.api("/api/instances").await?;
+            let list = list["instances"].as_array()?.clone();
+            let alive = list.iter().filter(|i| i["alive"] == true).count();
+            let leaders = list.iter().filter(|i| i["leader"] == true).count();
+            (alive == expected && leaders == 1).then_some(())
+        })
+        .await;
+        (fleet, sim)
+    }
+
+    /// Stops every instance (SIGTERM), removes what the test left in Docker, stops the
+    /// simulator.
+    pub async fn stop(mut self, sim: SimHandle) {
+        for daemon in self.daemons.iter_mut().filter_map(Option::take) {
+            daemon.signal("TERM");
+        }
+        for id in &self.ids {
+            e2e::remove_instance_containers(id);
+        }
+        sim.shutdown().await;
+    }
+
     fn config(&self, index: usize) -> String {
         format!(
             r#"
@@ -186,6 +244,11 @@ pub fn enqueue(sim: &SimHandle, n: usize, duration: Duration) -> Vec<u64> {
             .job_id
         })
         .collect()
+}
+
+/// No registration at GitHub, no container of any of the fleet's instances.
+pub fn nothing_left(fleet: &Fleet, sim: &SimHandle) -> bool {
+    sim.runners().is_empty() && fleet.ids.iter().all(|id| containers_of(id).is_empty())
 }
 
 pub fn containers_of(instance: &str) -> Vec<String> {
