@@ -61,10 +61,20 @@ async fn instances_add_up_their_runners_and_share_one_queue() {
                     .unwrap()
             }
         };
-        record("a", 0, vec![sample("linux", 5, 2, 1, 0), sample("gpu", 1, 0, 0, 0)]).await;
+        record(
+            "a",
+            0,
+            vec![sample("linux", 5, 2, 1, 0), sample("gpu", 1, 0, 0, 0)],
+        )
+        .await;
         record("b", 0, vec![sample("linux", 6, 3, 0, 1)]).await;
         // Instance a restarted within the minute: its second sample replaces the first.
-        record("a", 0, vec![sample("linux", 5, 4, 2, 0), sample("gpu", 1, 0, 0, 0)]).await;
+        record(
+            "a",
+            0,
+            vec![sample("linux", 5, 4, 2, 0), sample("gpu", 1, 0, 0, 0)],
+        )
+        .await;
         record("a", 1, vec![sample("linux", 2, 1, 1, 0)]).await;
         record("a", 2, vec![]).await;
 
@@ -137,7 +147,13 @@ fn started(id: i64, pool: &str, started_ms: i64, waited_ms: i64) -> Job {
         created_at: Some(at(started_ms - waited_ms)),
         started_at: Some(at(started_ms)),
         runner_name: Some(format!("runner-{id}")),
-        ..job(id, "octo/app", JobStatus::Completed, 0, started_ms - waited_ms)
+        ..job(
+            id,
+            "octo/app",
+            JobStatus::Completed,
+            0,
+            started_ms - waited_ms,
+        )
     }
 }
 

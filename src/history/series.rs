@@ -130,12 +130,19 @@ mod tests {
         let now = at(6, 5, 59) + TimeDelta::milliseconds(999);
         assert_eq!(minute_start(now), at(6, 5, 0));
         assert_eq!(next_sample_at(now), at(6, 6, 0));
-        assert_eq!(next_sample_at(at(6, 6, 0)), at(6, 7, 0), "on the minute: the next one");
+        assert_eq!(
+            next_sample_at(at(6, 6, 0)),
+            at(6, 7, 0),
+            "on the minute: the next one"
+        );
     }
 
     #[test]
     fn the_window_is_whole_hours_ending_with_the_current_one() {
-        assert_eq!(window_start(at(6, 30, 0), 24), at(6, 0, 0) - TimeDelta::hours(23));
+        assert_eq!(
+            window_start(at(6, 30, 0), 24),
+            at(6, 0, 0) - TimeDelta::hours(23)
+        );
         assert_eq!(window_start(at(6, 30, 0), 1), at(6, 0, 0));
         assert_eq!(window_start(at(6, 0, 0), 2), at(5, 0, 0));
     }

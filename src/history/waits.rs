@@ -123,10 +123,10 @@ mod tests {
     #[test]
     fn jobs_outside_the_window_or_with_clocks_apart_are_left_out() {
         let jobs = [
-            job("linux", -1, 5),      // before the window
-            job("linux", 3 * 60, 5),  // after its last hour
-            job("linux", 10, -30),    // started before it was queued
-            job("linux", 10, 0),      // no wait at all: counts
+            job("linux", -1, 5),     // before the window
+            job("linux", 3 * 60, 5), // after its last hour
+            job("linux", 10, -30),   // started before it was queued
+            job("linux", 10, 0),     // no wait at all: counts
         ];
         let hours = per_hour(&jobs, since(), 3);
         let counted: Vec<u64> = hours.iter().map(|h| h.all.jobs).collect();

@@ -607,8 +607,7 @@ impl Store for PostgresStore {
         minute: DateTime<Utc>,
         samples: &[PoolSample],
     ) -> StoreResult<()> {
-        self.pg_record_pool_samples(instance, minute, samples)
-            .await
+        self.pg_record_pool_samples(instance, minute, samples).await
     }
 
     async fn queued_jobs_per_pool(&self) -> StoreResult<Vec<(String, u64)>> {
