@@ -492,7 +492,8 @@ pub struct PriorityRule {
     pub score: i64,
 }
 
-/// `[scheduling]`: fair share and the wait alert.
+/// `[scheduling]`: fair share, the wait alert, and when launch failures stop being retried
+/// quietly.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulingConfig {
@@ -504,6 +505,11 @@ pub struct SchedulingConfig {
     /// Default `15m`.
     #[serde(with = "duration_str")]
     pub wait_alert_after: Duration,
+    /// A pool with queued jobs it cannot launch for (for a cause other than capacity) this
+    /// long is stalled: `GET /api/webhooks/health` says `degraded`. A job whose registration
+    /// scope GitHub has answered 404 for this long is refused (`unknown_scope`). Default `5m`.
+    #[serde(with = "duration_str")]
+    pub stall_after: Duration,
 }
 
 impl Default for SchedulingConfig {
@@ -511,6 +517,7 @@ impl Default for SchedulingConfig {
         SchedulingConfig {
             fair_share: FairShare::None,
             wait_alert_after: Duration::from_secs(15 * 60),
+            stall_after: Duration::from_secs(5 * 60),
         }
     }
 }

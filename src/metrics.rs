@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::Config;
+use crate::domain::JobOutcome;
 
 // --- The original RunnerHub's names (kept for existing dashboards) -----------------------------
 
@@ -65,9 +66,13 @@ pub const JOB_WAIT_SECONDS: &str = "runnerhub_job_wait_seconds";
 /// Counter `{pool,reason}`: runner launches that failed; reason is one of [`LAUNCH_FAILURE_REASONS`].
 pub const RUNNER_LAUNCH_FAILURES_TOTAL: &str = "runnerhub_runner_launch_failures_total";
 /// Gauge `{pool}`: 1 while the pool is stalled: queued jobs it cannot launch for (launches
-/// failing, a refused or unusable registration scope) for 5 minutes or more; a full pool is
-/// not stalled. `GET /api/webhooks/health` says `degraded` with the cause meanwhile.
+/// failing, a refused registration scope) for `scheduling.stall_after` (5 minutes) or more; a
+/// full pool is not stalled. `GET /api/webhooks/health` says `degraded` with the cause
+/// meanwhile.
 pub const POOL_STALLED: &str = "runnerhub_pool_stalled";
+/// Counter `{pool, outcome}`: queued jobs that left the queue for good, refused with an
+/// outcome (`unusable_repository`, `unknown_scope`).
+pub const JOBS_REFUSED_TOTAL: &str = "runnerhub_jobs_refused_total";
 /// Gauge: connected WebSocket clients.
 pub const WEBSOCKET_CLIENTS: &str = "runnerhub_websocket_clients";
 /// Gauge: open connections on the listeners (main and metrics; WebSockets included).
@@ -214,6 +219,7 @@ pub const ALL: &[&str] = &[
     JOB_WAIT_SECONDS,
     RUNNER_LAUNCH_FAILURES_TOTAL,
     POOL_STALLED,
+    JOBS_REFUSED_TOTAL,
     WEBSOCKET_CLIENTS,
     HTTP_CONNECTIONS,
     HTTP_CONNECTIONS_SHED_TOTAL,
@@ -338,7 +344,11 @@ pub fn describe(config: &Config) {
     describe_gauge!(RUNNERS, "Runners by pool and state");
     describe_gauge!(
         POOL_STALLED,
-        "1 while the pool has queued jobs it cannot launch for (not merely full) past 5 minutes"
+        "1 while the pool has queued jobs it cannot launch for (not merely full) past scheduling.stall_after"
+    );
+    describe_counter!(
+        JOBS_REFUSED_TOTAL,
+        "Queued jobs refused for good (they can never get a runner), by pool and outcome"
     );
     describe_histogram!(
         QUEUED_TO_RUNNER_IDLE_SECONDS,
@@ -494,6 +504,10 @@ pub fn describe(config: &Config) {
             metrics::gauge!(RUNNERS, "pool" => pool.clone(), "state" => *state).increment(0.0);
         }
         metrics::gauge!(POOL_STALLED, "pool" => pool.clone()).increment(0.0);
+        for outcome in [JobOutcome::UnusableRepository, JobOutcome::UnknownScope] {
+            metrics::counter!(JOBS_REFUSED_TOTAL, "pool" => pool.clone(), "outcome" => outcome.as_str())
+                .increment(0);
+        }
         for reason in LAUNCH_FAILURE_REASONS {
             metrics::counter!(RUNNER_LAUNCH_FAILURES_TOTAL, "pool" => pool.clone(), "reason" => *reason)
                 .increment(0);

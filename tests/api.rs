@@ -183,3 +183,62 @@ async fn api_tokens_guard_the_api_but_not_the_webhook() {
     assert_eq!(r.status(), 200);
     app.stop().await;
 }
+
+/// A job that can never get a runner says so wherever jobs are shown (DESIGN §13): a job of a
+/// repository that is not owner/name (a signed delivery may carry one) leaves the queue with
+/// `unusable_repository`, a job no pool serves is recorded with `no_pool`; the API, the list
+/// and the live feed carry `outcome` and `outcome_detail`.
+#[tokio::test]
+async fn a_job_that_can_never_get_a_runner_says_why_in_the_api_and_the_live_feed() {
+    let app = spawn_app().await;
+    let mut feed = ws::connect(&app, "type=job").await;
+    ws::deliver_job(&app, "acme", 1, "queued").await;
+    let hosted = job_payload(2, "queued", &["ubuntu-latest"]);
+    app.deliver("workflow_job", "hosted-2", &hosted).await;
+    app.settle().await;
+
+    let refused = until(10, "job 1 refused", async || {
+        let job = app.get_json("/api/jobs/1").await["data"].clone();
+        job["outcome"].is_string().then_some(job)
+    })
+    .await;
+    assert_eq!(refused["outcome"], "unusable_repository");
+    assert_eq!(refused["status"], "queued", "GitHub's status is kept");
+    let detail = refused["outcome_detail"].as_str().unwrap();
+    assert!(detail.contains("`acme`"), "{detail}");
+    assert!(
+        refused.get("wait_reason").is_none(),
+        "not waiting: {refused}"
+    );
+    let hosted = app.get_json("/api/jobs/2").await["data"].clone();
+    assert_eq!(hosted["outcome"], "no_pool");
+
+    let listed = app.get_json("/api/jobs?status=pending").await["data"]["jobs"].clone();
+    let outcomes: Vec<(i64, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["id"].as_i64().unwrap(),
+                j["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        outcomes.contains(&(1, "unusable_repository")),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.contains(&(2, "no_pool")), "{outcomes:?}");
+    let snapshot = app.get_json("/api/runners/pool/status").await;
+    assert_eq!(snapshot["data"]["pools"][0]["queued"], 0, "{snapshot}");
+
+    let seen = ws::read_until(&mut feed, |m| {
+        m["type"] == "job" && m["data"]["id"] == 1 && m["data"]["outcome"].is_string()
+    })
+    .await;
+    let event = seen.last().unwrap();
+    assert_eq!(event["data"]["outcome"], "unusable_repository", "{event}");
+    assert_eq!(event["repository"], "acme");
+    app.stop().await;
+}

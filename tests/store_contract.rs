@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use backends::{Observed, TestDatabase, on_both_backends};
 use fixtures::*;
-use runnerhub::domain::{Job, JobStatus, RunnerState, WorkflowRun};
+use runnerhub::domain::{Job, JobOutcome, JobStatus, RunnerState, WorkflowRun};
 use runnerhub::store::*;
 use runnerhub::webhook::intake::{NewDelivery, Settled};
 
@@ -515,6 +515,75 @@ async fn job_queries_filter_order_and_page() {
                 .unwrap()
                 .is_empty()
         );
+        seen
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_job_keeps_its_first_outcome_and_leaves_the_queue() {
+    on_both_backends(|store| async move {
+        let mut seen = Observed::default();
+        let queued = job(1, "acme", JobStatus::Queued, 0, 0);
+        let mut hosted = job(2, "octo/app", JobStatus::Queued, 0, 0);
+        hosted.pool = None;
+        hosted.set_outcome(
+            JobOutcome::NoPool,
+            "no pool serves labels [x]".into(),
+            at(1),
+        );
+        let batch = |jobs| ProcessingBatch {
+            jobs,
+            ..Default::default()
+        };
+        store
+            .commit_processing(&batch(vec![queued.clone(), hosted]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.job(2).await.unwrap().unwrap().outcome,
+            Some(JobOutcome::NoPool),
+            "recorded with the job"
+        );
+
+        let refused = store
+            .record_job_outcome(1, JobOutcome::UnusableRepository, "not owner/name", at(50))
+            .await
+            .unwrap()
+            .expect("recorded by this call");
+        assert_eq!(refused.outcome, Some(JobOutcome::UnusableRepository));
+        assert_eq!(refused.outcome_detail.as_deref(), Some("not owner/name"));
+        assert_eq!(refused.updated_at, at(50), "a change fleet instances read");
+        assert_eq!(refused.status, JobStatus::Queued, "GitHub's status stays");
+        seen.note("refused", &refused);
+        let again = store
+            .record_job_outcome(1, JobOutcome::UnknownScope, "404", at(60))
+            .await
+            .unwrap();
+        assert_eq!(again, None, "the first outcome stands");
+        assert_eq!(
+            store
+                .record_job_outcome(99, JobOutcome::UnknownScope, "404", at(60))
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(store.schedulable_jobs().await.unwrap().is_empty());
+
+        // A later delivery's upsert, from a record read before the refusal, keeps the outcome.
+        let mut started = queued;
+        started.status = JobStatus::InProgress;
+        started.updated_at = at(70);
+        store
+            .commit_processing(&batch(vec![started]))
+            .await
+            .unwrap();
+        let stored = store.job(1).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.outcome),
+            (JobStatus::InProgress, Some(JobOutcome::UnusableRepository))
+        );
+        seen.note("after a later delivery", &stored);
         seen
     })
     .await;

@@ -254,6 +254,7 @@ fn scheduling_policy_keys_load_and_bad_values_are_named() {
 [scheduling]
 fair_share = "repository"
 wait_alert_after = "5m"
+stall_after = "30s"
 
 [[quotas]]
 repositories = ["acme/*", "other/api"]
@@ -269,11 +270,13 @@ score = 100
     .unwrap();
     assert_eq!(config.scheduling.fair_share, FairShare::Repository);
     assert_eq!(config.scheduling.wait_alert_after, Duration::from_secs(300));
+    assert_eq!(config.scheduling.stall_after, Duration::from_secs(30));
     assert_eq!(config.quotas[0].max_runners, 4);
     assert!(config.priority.rules[0].labels.is_empty());
     let defaults = Config::default();
     assert_eq!(defaults.scheduling.fair_share, FairShare::None);
     assert_eq!(defaults.scheduling.wait_alert_after.as_secs(), 900);
+    assert_eq!(defaults.scheduling.stall_after.as_secs(), 300);
     assert!(defaults.quotas.is_empty());
 
     let cases: &[(&str, &str)] = &[
@@ -305,6 +308,10 @@ score = 100
         (
             "[scheduling]\nwait_alert_after = \"0s\"",
             "scheduling.wait_alert_after",
+        ),
+        (
+            "[scheduling]\nstall_after = \"500ms\"",
+            "scheduling.stall_after",
         ),
     ];
     for (text, key) in cases {

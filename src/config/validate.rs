@@ -224,6 +224,14 @@ fn validate_policy(config: &Config) -> Result<(), ConfigError> {
             "must be more than 0s",
         ));
     }
+    // Shorter than a launch that fails once and succeeds on its retry would call every such
+    // hiccup a stall, and refuse a job at the first 404.
+    if config.scheduling.stall_after < std::time::Duration::from_secs(1) {
+        return Err(ConfigError::invalid(
+            "scheduling.stall_after",
+            "must be at least 1s",
+        ));
+    }
     for (i, quota) in config.quotas.iter().enumerate() {
         let key = |field: &str| format!("quotas[{i}].{field}");
         check_globs(

@@ -63,6 +63,44 @@ impl JobStatus {
     }
 }
 
+/// Why runnerhub will never give a job a runner (DESIGN §13): the job left the queue for good,
+/// or never entered it. Set once, never cleared; GitHub's `status` goes on being recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobOutcome {
+    /// No configured pool serves its labels (GitHub-hosted, or another fleet's).
+    NoPool,
+    /// Its repository is not `owner/name`: there is no scope a runner could register at.
+    UnusableRepository,
+    /// GitHub answers 404 to every runner registration at its scope (the repository or
+    /// organization does not exist, or the credentials cannot see it).
+    UnknownScope,
+    /// GitHub answers 404 for the job itself (its run was deleted): closed by catch-up.
+    NotFound,
+}
+
+impl JobOutcome {
+    pub const ALL: [JobOutcome; 4] = [
+        JobOutcome::NoPool,
+        JobOutcome::UnusableRepository,
+        JobOutcome::UnknownScope,
+        JobOutcome::NotFound,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::NoPool => "no_pool",
+            JobOutcome::UnusableRepository => "unusable_repository",
+            JobOutcome::UnknownScope => "unknown_scope",
+            JobOutcome::NotFound => "not_found",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        JobOutcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
 /// The webhook `action` of a `workflow_job` delivery: authoritative over the payload's status.
 pub type JobAction = JobStatus;
 
@@ -112,6 +150,12 @@ pub struct Job {
     /// When runnerhub first heard of the job (its own clock).
     pub first_seen_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set when runnerhub will never launch a runner for the job, with why in
+    /// `outcome_detail` (a sentence for people).
+    #[serde(default)]
+    pub outcome: Option<JobOutcome>,
+    #[serde(default)]
+    pub outcome_detail: Option<String>,
 }
 
 /// What applying an observation did.
@@ -156,6 +200,8 @@ impl Job {
             completed_at: None,
             first_seen_at: now,
             updated_at: now,
+            outcome: None,
+            outcome_detail: None,
         };
         job.fill_in(obs);
         job
@@ -213,6 +259,21 @@ impl Job {
             fill(&mut self.conclusion, &obs.conclusion);
             fill(&mut self.completed_at, &obs.completed_at);
         }
+    }
+
+    /// Records that runnerhub will never launch a runner for this job, unless an outcome was
+    /// already recorded (the first one stands).
+    pub fn set_outcome(&mut self, outcome: JobOutcome, detail: String, now: DateTime<Utc>) {
+        if self.outcome.is_none() {
+            self.outcome = Some(outcome);
+            self.outcome_detail = Some(detail);
+            self.updated_at = now;
+        }
+    }
+
+    /// Whether runnerhub wants a runner for it: pending, and not refused for good.
+    pub fn wants_runner(&self) -> bool {
+        self.status.is_pending() && self.outcome.is_none()
     }
 
     /// Queue wait: queued (GitHub's `created_at`) → started. Only for jobs a runner took.

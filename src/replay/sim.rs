@@ -399,6 +399,14 @@ impl<'a> Simulation<'a> {
                 self.inputs
                     .push_back(Input::GithubRunners { full, observed });
             }
+            // The job stays in GitHub's queue, unserved: the report counts it so.
+            Effect::RefuseJob { job_id, .. } => {
+                if let Some(index) = self.jobs.iter().position(|j| j.id == job_id)
+                    && self.dequeue(index)
+                {
+                    self.resolve(index, None, false);
+                }
+            }
             // Nothing is ever orphaned here; metrics are the report's business.
             Effect::RemoveContainer { .. }
             | Effect::RemoveRegistration { .. }
@@ -649,6 +657,8 @@ fn job_record(job: &ReplayJob, status: JobStatus, runner: Option<String>, now_ms
         created_at: Some(created),
         first_seen_at: created,
         updated_at: now,
+        outcome: None,
+        outcome_detail: None,
     }
 }
 

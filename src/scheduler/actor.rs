@@ -29,6 +29,7 @@ use crate::fleet::Fleet;
 use crate::github::SharedGithub;
 use crate::store::Store;
 use crate::supervisor::{InjectedFaults, Supervisor};
+use crate::telemetry::repeats::{self, Repeats};
 
 pub use super::core::RECONCILE_INTERVAL;
 
@@ -330,10 +331,14 @@ impl Scheduler {
                 handled >= super::processor::PROCESS_BATCH as usize
             }
             Err(error) => {
-                tracing::error!(
-                    error = format!("{error:#}"),
-                    "cannot process webhook deliveries"
-                );
+                // Every sweep (once a second) fails alike while the store refuses writes.
+                static REPEATS: Repeats = Repeats::new(repeats::WINDOW);
+                if let Some(held) = REPEATS.admit() {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "cannot process webhook deliveries{held}"
+                    );
+                }
                 false
             }
         }

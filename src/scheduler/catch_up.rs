@@ -269,6 +269,12 @@ fn missed_delivery(repository: &str, job: &Value, ours: Option<JobStatus>) -> Op
 
 /// The `completed` delivery that closes a job GitHub no longer knows (404): no conclusion,
 /// completed now, keyed so that it is made once.
+/// Whether a delivery is one [`gone_delivery`] made up: the processor gives its job the
+/// `not_found` outcome.
+pub fn is_gone_delivery(delivery_id: &str) -> bool {
+    delivery_id.starts_with("catch-up:") && delivery_id.ends_with(":gone")
+}
+
 fn gone_delivery(repository: &str, job: &Job) -> Option<NewDelivery> {
     let rest = json!({
         "id": job.id, "run_id": job.run_id, "run_attempt": job.run_attempt,
@@ -359,9 +365,13 @@ mod tests {
             completed_at: None,
             first_seen_at: now,
             updated_at: now,
+            outcome: None,
+            outcome_detail: None,
         };
         let made = gone_delivery("o/r", &job).unwrap();
         assert_eq!(made.delivery_id, "catch-up:5:gone");
+        assert!(is_gone_delivery(&made.delivery_id));
+        assert!(!is_gone_delivery("catch-up:5:completed"));
         let observed =
             crate::webhook::payload::workflow_job(&made.payload.text().unwrap()).unwrap();
         assert_eq!((observed.id, observed.action), (5, JobStatus::Completed));

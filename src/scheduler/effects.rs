@@ -7,8 +7,12 @@ use std::sync::Arc;
 use super::actor::{Scheduler, runner_event};
 use super::core::{Effect, Input};
 use super::launcher::{self, LaunchRequest, Teardown, TeardownRequest};
+use chrono::Utc;
+
+use super::processor::job_json;
 use crate::docker::ContainerRuntime;
-use crate::domain::{NameOwnership, Runner};
+use crate::domain::{JobId, JobOutcome, NameOwnership, Runner};
+use crate::events::{EventKind, LiveEvent};
 use crate::github::{GithubApi, RunnerScope};
 use crate::metrics as catalog;
 
@@ -69,8 +73,51 @@ impl Scheduler {
                     metrics::counter!(catalog::RUNNER_LAUNCH_FAILURES_TOTAL, "pool" => pool, "reason" => reason)
                         .increment(1)
                 }
+                Effect::RefuseJob {
+                    job_id,
+                    pool,
+                    outcome,
+                    detail,
+                } => self.refuse_job(job_id, pool, outcome, detail).await,
             }
         }
+    }
+
+    /// Records a job's outcome, then says so once: a `job` event and a log line (in a fleet
+    /// every instance decides alike, and only the one whose write recorded it speaks).
+    async fn refuse_job(
+        &mut self,
+        job_id: JobId,
+        pool: String,
+        outcome: JobOutcome,
+        detail: String,
+    ) {
+        let recorded = self
+            .deps
+            .store
+            .record_job_outcome(job_id, outcome, &detail, Utc::now())
+            .await;
+        let job = match recorded {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(error) => {
+                // It is out of this run's queue; the next start decides again.
+                tracing::error!(%error, job.id = job_id, "cannot record a refused job's outcome");
+                return;
+            }
+        };
+        tracing::warn!(
+            job.id = job_id, repository = %job.repository, %pool, outcome = outcome.as_str(),
+            "job refused: it will get no runner: {detail}"
+        );
+        metrics::counter!(catalog::JOBS_REFUSED_TOTAL, "pool" => pool, "outcome" => outcome.as_str())
+            .increment(1);
+        self.waits.note_job(&job);
+        self.deps.bus.publish(LiveEvent {
+            kind: EventKind::Job,
+            repository: Some(job.repository.clone()),
+            data: job_json(&job),
+        });
     }
 
     /// In a fleet, claims the job a runner is launched for: false (and the core told) when

@@ -63,6 +63,7 @@ pub async fn launch(
         reason: "github_error",
         message: format!("JIT registration at {} failed: {e}", req.scope),
         github_runner_id: None,
+        scope_not_found: matches!(e, GithubError::NotFound(_)),
     })?;
     let spec = RunnerContainerSpec::for_runner(
         &req.pool,
@@ -84,6 +85,7 @@ pub async fn launch(
             },
             message: format!("container {} could not start: {e}", spec.name),
             github_runner_id: Some(jit.runner_id),
+            scope_not_found: false,
         }),
     }
 }

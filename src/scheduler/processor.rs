@@ -15,13 +15,18 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::domain::{
-    Job, JobObservation, JobStatus, JobTraits, LabelSet, PriorityRules, Transition, WorkflowRun,
-    select_pool,
+    Job, JobObservation, JobOutcome, JobStatus, JobTraits, LabelSet, PriorityRules, Transition,
+    WorkflowRun, select_pool,
 };
 use crate::events::{EventBus, EventKind, LiveEvent};
 use crate::metrics as catalog;
 use crate::store::{DeliveryOutcome, PendingDelivery, ProcessedDelivery, ProcessingBatch, Store};
+use crate::telemetry::repeats::{self, Repeats};
 use crate::webhook::payload;
+
+/// Why a job catch-up closed (its `not_found` outcome).
+const GONE_DETAIL: &str =
+    "GitHub answers 404 for the job (its run was deleted): closed by catch-up";
 
 /// Deliveries processed per transaction.
 pub const PROCESS_BATCH: u32 = 256;
@@ -93,7 +98,11 @@ impl Processor {
             Ok(results) => changes.extend(self.publish(results)),
             Err(error) if n > 1 => {
                 // One poison delivery must not block the rest: fall back to one at a time.
-                tracing::warn!(%error, "batch commit failed; processing deliveries one by one");
+                // A store that refuses every write fails every sweep: bounded lines then.
+                static REPEATS: Repeats = Repeats::new(repeats::WINDOW);
+                if let Some(held) = REPEATS.admit() {
+                    tracing::warn!(%error, "batch commit failed; processing deliveries one by one{held}");
+                }
                 for delivery in &due {
                     match self
                         .process_batch(std::slice::from_ref(delivery), now)
@@ -121,7 +130,10 @@ impl Processor {
         error: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        tracing::warn!(delivery = %d.delivery_id, event = %d.event, error, "delivery processing failed");
+        static REPEATS: Repeats = Repeats::new(repeats::WINDOW);
+        if let Some(held) = REPEATS.admit() {
+            tracing::warn!(delivery = %d.delivery_id, event = %d.event, error, "delivery processing failed{held}");
+        }
         let batch = ProcessingBatch {
             deliveries: vec![failed(
                 d,
@@ -172,7 +184,8 @@ impl Processor {
             let started = Instant::now();
             let decoded = match obs {
                 Ok(Observation::Job(o)) => {
-                    let (decoded, changed) = self.apply_job(&mut jobs, &o, now);
+                    let gone = super::catch_up::is_gone_delivery(&d.delivery_id);
+                    let (decoded, changed) = self.apply_job(&mut jobs, &o, gone, now);
                     if changed {
                         dirty_jobs.push(o.id);
                     }
@@ -235,16 +248,22 @@ impl Processor {
         Ok(results)
     }
 
+    /// Applies one observation of a job; `gone`: catch-up made it up because GitHub answers
+    /// 404 for the job.
     fn apply_job(
         &self,
         jobs: &mut HashMap<i64, Job>,
         o: &JobObservation,
+        gone: bool,
         now: DateTime<Utc>,
     ) -> (Decoded, bool) {
         let (transition, changed) = match jobs.get_mut(&o.id) {
             Some(job) => {
                 let before = job.clone();
                 let t = job.apply(o, now);
+                if gone {
+                    job.set_outcome(JobOutcome::NotFound, GONE_DETAIL.into(), now);
+                }
                 (t, *job != before)
             }
             None => {
@@ -255,7 +274,11 @@ impl Processor {
                     repository: &o.repository,
                     workflow: o.workflow_name.as_deref(),
                 });
-                let job = Job::from_observation(o, priority, pool.map(str::to_owned), now);
+                let mut job = Job::from_observation(o, priority, pool.map(str::to_owned), now);
+                if job.pool.is_none() {
+                    let detail = format!("no pool serves labels [{}]", job.labels.join(", "));
+                    job.set_outcome(JobOutcome::NoPool, detail, now);
+                }
                 jobs.insert(o.id, job);
                 (
                     Transition::Moved {

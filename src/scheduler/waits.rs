@@ -29,9 +29,9 @@ pub(super) struct WaitBoard {
 }
 
 impl WaitBoard {
-    /// A job as last delivered (or restored).
+    /// A job as last delivered (or restored, or refused).
     pub(super) fn note_job(&mut self, job: &Job) {
-        if job.status.is_pending() {
+        if job.wants_runner() {
             self.jobs.insert(job.id, job.clone());
         } else {
             self.jobs.remove(&job.id);

@@ -42,7 +42,7 @@ pub use prune::{Prunable, RUN_LIFETIME_LIMIT, Reclaimed};
 pub use recovery::*;
 pub use types::*;
 
-use crate::domain::{Job, JobId, Runner, WorkflowRun};
+use crate::domain::{Job, JobId, JobOutcome, Runner, WorkflowRun};
 use crate::webhook::intake::NewDelivery;
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +169,17 @@ pub trait Store: RecoveryStore + Send + Sync + 'static {
 
     /// Jobs waiting for a runner of some pool: the scheduler's queue, rebuilt at start.
     async fn schedulable_jobs(&self) -> StoreResult<Vec<Job>>;
+
+    /// Records that runnerhub will launch no runner for a job, and why, unless an outcome is
+    /// recorded already (the first stands); returns the job as stored after when this call
+    /// recorded it (`None`: recorded before, or no such job).
+    async fn record_job_outcome(
+        &self,
+        id: JobId,
+        outcome: JobOutcome,
+        detail: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Job>>;
 
     /// Inserts or updates a runner record.
     async fn save_runner(&self, runner: &Runner) -> StoreResult<()>;

@@ -222,6 +222,8 @@ pub(super) fn job_from_row(row: &PgRow) -> StoreResult<Job> {
         completed_at: row.try_get("completed_at")?,
         first_seen_at: row.try_get("first_seen_at")?,
         updated_at: row.try_get("updated_at")?,
+        outcome: outcome_from_row(row.try_get("outcome")?)?,
+        outcome_detail: row.try_get("outcome_detail")?,
     })
 }
 
@@ -515,6 +517,16 @@ impl Store for PostgresStore {
 
     async fn schedulable_jobs(&self) -> StoreResult<Vec<Job>> {
         self.pg_schedulable_jobs().await
+    }
+
+    async fn record_job_outcome(
+        &self,
+        id: JobId,
+        outcome: JobOutcome,
+        detail: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Job>> {
+        self.pg_record_job_outcome(id, outcome, detail, at).await
     }
 
     async fn save_runner(&self, runner: &Runner) -> StoreResult<()> {

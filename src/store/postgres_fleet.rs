@@ -169,7 +169,7 @@ impl FleetStore for PostgresStore {
             None => {
                 sqlx::query(
                     "SELECT * FROM jobs WHERE status IN ('queued', 'waiting') \
-                     AND pool IS NOT NULL ORDER BY id",
+                     AND pool IS NOT NULL AND outcome IS NULL ORDER BY id",
                 )
                 .fetch_all(&self.pool)
                 .await?

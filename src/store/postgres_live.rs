@@ -8,7 +8,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::filters::*;
 use super::postgres::{PostgresStore, job_from_row, sql_count};
 use super::{LiveEventBounds, LiveEventRow, Page, RunnerFilter, StoreError, StoreResult};
-use crate::domain::{Job, Runner, RunnerState};
+use crate::domain::{Job, JobId, JobOutcome, Runner, RunnerState};
 
 pub(super) fn runner_from_row(row: &PgRow) -> StoreResult<Runner> {
     let state: String = row.try_get("state")?;
@@ -144,11 +144,38 @@ impl PostgresStore {
         })
     }
 
+    pub(super) async fn pg_record_job_outcome(
+        &self,
+        id: JobId,
+        outcome: JobOutcome,
+        detail: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Job>> {
+        let updated = sqlx::query(
+            "UPDATE jobs SET outcome = $1, outcome_detail = $2, updated_at = $3 \
+             WHERE id = $4 AND outcome IS NULL",
+        )
+        .bind(outcome.as_str())
+        .bind(detail)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
     pub(super) async fn pg_schedulable_jobs(&self) -> StoreResult<Vec<Job>> {
         // The queue orders them itself; by id only so that every call answers alike.
         let rows = sqlx::query(
             "SELECT * FROM jobs WHERE status IN ('queued', 'waiting') AND pool IS NOT NULL \
-             ORDER BY id",
+             AND outcome IS NULL ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -228,7 +228,8 @@ fn upsert_jobs(jobs: &[Job]) -> QueryBuilder<'_, Postgres> {
     let mut query = QueryBuilder::new(
         "INSERT INTO jobs (id, run_id, run_attempt, repository, workflow_name, name, labels, \
          priority, pool, status, conclusion, runner_id, runner_name, runner_group_name, \
-         created_at, started_at, completed_at, first_seen_at, updated_at) ",
+         created_at, started_at, completed_at, first_seen_at, updated_at, outcome, \
+         outcome_detail) ",
     );
     query.push_values(jobs, |mut row, job| {
         row.push_bind(job.id)
@@ -249,7 +250,9 @@ fn upsert_jobs(jobs: &[Job]) -> QueryBuilder<'_, Postgres> {
             .push_bind(job.started_at)
             .push_bind(job.completed_at)
             .push_bind(job.first_seen_at)
-            .push_bind(job.updated_at);
+            .push_bind(job.updated_at)
+            .push_bind(job.outcome.map(|o| o.as_str()))
+            .push_bind(&job.outcome_detail);
     });
     query.push(
         " ON CONFLICT (id) DO UPDATE SET run_attempt = excluded.run_attempt, \
@@ -258,7 +261,9 @@ fn upsert_jobs(jobs: &[Job]) -> QueryBuilder<'_, Postgres> {
          conclusion = excluded.conclusion, runner_id = excluded.runner_id, \
          runner_name = excluded.runner_name, runner_group_name = excluded.runner_group_name, \
          created_at = excluded.created_at, started_at = excluded.started_at, \
-         completed_at = excluded.completed_at, updated_at = excluded.updated_at",
+         completed_at = excluded.completed_at, updated_at = excluded.updated_at, \
+         outcome = COALESCE(jobs.outcome, excluded.outcome), \
+         outcome_detail = COALESCE(jobs.outcome_detail, excluded.outcome_detail)",
     );
     query
 }

@@ -67,7 +67,8 @@ pub(super) fn upsert_jobs<'a>(query: &mut QueryBuilder<'a, Sqlite>, jobs: &'a [J
     query.push(
         "INSERT INTO jobs (id, run_id, run_attempt, repository, workflow_name, name, labels, \
          priority, pool, status, conclusion, runner_id, runner_name, runner_group_name, \
-         created_at, started_at, completed_at, first_seen_at, updated_at) ",
+         created_at, started_at, completed_at, first_seen_at, updated_at, outcome, \
+         outcome_detail) ",
     );
     query.push_values(jobs, |mut row, job| {
         row.push_bind(job.id)
@@ -88,7 +89,9 @@ pub(super) fn upsert_jobs<'a>(query: &mut QueryBuilder<'a, Sqlite>, jobs: &'a [J
             .push_bind(job.started_at)
             .push_bind(job.completed_at)
             .push_bind(job.first_seen_at)
-            .push_bind(job.updated_at);
+            .push_bind(job.updated_at)
+            .push_bind(job.outcome.map(|o| o.as_str()))
+            .push_bind(&job.outcome_detail);
     });
     query.push(
         " ON CONFLICT (id) DO UPDATE SET run_attempt = excluded.run_attempt, \
@@ -97,7 +100,9 @@ pub(super) fn upsert_jobs<'a>(query: &mut QueryBuilder<'a, Sqlite>, jobs: &'a [J
          conclusion = excluded.conclusion, runner_id = excluded.runner_id, \
          runner_name = excluded.runner_name, runner_group_name = excluded.runner_group_name, \
          created_at = excluded.created_at, started_at = excluded.started_at, \
-         completed_at = excluded.completed_at, updated_at = excluded.updated_at",
+         completed_at = excluded.completed_at, updated_at = excluded.updated_at, \
+         outcome = COALESCE(jobs.outcome, excluded.outcome), \
+         outcome_detail = COALESCE(jobs.outcome_detail, excluded.outcome_detail)",
     );
 }
 

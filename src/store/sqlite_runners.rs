@@ -6,7 +6,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::filters::*;
 use super::sqlite::{SqliteStore, job_from_row};
 use super::{Page, RunnerFilter, StoreError, StoreResult};
-use crate::domain::{Job, Runner, RunnerState};
+use crate::domain::{Job, JobId, JobOutcome, Runner, RunnerState};
 
 fn runner_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Runner> {
     let state: String = row.try_get("state")?;
@@ -133,9 +133,38 @@ impl SqliteStore {
         })
     }
 
+    pub(super) async fn record_job_outcome_impl(
+        &self,
+        id: JobId,
+        outcome: JobOutcome,
+        detail: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Job>> {
+        let updated = sqlx::query(
+            "UPDATE jobs SET outcome = ?, outcome_detail = ?, updated_at = ? \
+             WHERE id = ? AND outcome IS NULL",
+        )
+        .bind(outcome.as_str())
+        .bind(detail)
+        .bind(at)
+        .bind(id)
+        .execute(self.writer().await.ready().await)
+        .await?;
+        self.durable().await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
     pub(super) async fn schedulable_jobs_impl(&self) -> StoreResult<Vec<Job>> {
         let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE status IN ('queued', 'waiting') AND pool IS NOT NULL",
+            "SELECT * FROM jobs WHERE status IN ('queued', 'waiting') AND pool IS NOT NULL \
+             AND outcome IS NULL",
         )
         .fetch_all(self.reader())
         .await?;

@@ -99,6 +99,18 @@ pub(super) fn page_bounds(limit: u32, offset: u32) -> (u32, u32) {
     (limit, offset)
 }
 
+/// The `jobs.outcome` column back.
+pub(super) fn outcome_from_row(
+    stored: Option<String>,
+) -> Result<Option<crate::domain::JobOutcome>, super::StoreError> {
+    stored
+        .map(|s| {
+            crate::domain::JobOutcome::parse(&s)
+                .ok_or_else(|| super::StoreError::Corrupt(format!("jobs.outcome `{s}`")))
+        })
+        .transpose()
+}
+
 /// A stored (compressed) payload as the single-event view shows it.
 pub(super) fn stored_payload_json(stored: Vec<u8>) -> Result<serde_json::Value, super::StoreError> {
     let text = crate::webhook::payload_codec::Payload::from_stored(stored)

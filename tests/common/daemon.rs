@@ -49,6 +49,22 @@ impl Daemon {
         args: &[&str],
         nofile: Option<(u64, u64)>,
     ) -> Daemon {
+        Self::spawn(config, env, args, nofile, "127.0.0.1:0")
+    }
+
+    /// [`Daemon::start`] on a given address (when something must know it first, such as the
+    /// GitHub simulator that sends the webhooks).
+    pub fn start_on(config: &str, env: &[(&str, &str)], listen: SocketAddr) -> Daemon {
+        Self::spawn(config, env, &[], None, &listen.to_string())
+    }
+
+    fn spawn(
+        config: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        nofile: Option<(u64, u64)>,
+        listen: &str,
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("runnerhub.toml");
         std::fs::write(
@@ -74,7 +90,7 @@ impl Daemon {
             .args(args)
             .args(["serve", "--config"])
             .arg(&config_path)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -10,7 +10,8 @@ use runnerhub::config::Config;
 use runnerhub::github::sim::{SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 
-use super::{SECRET, TestApp, spawn_app_on};
+use super::{SECRET, TestApp, spawn_app_on_with};
+use runnerhub::app::RunOptions;
 
 pub const TEST_RUNNER_IMAGE: &str = "runnerhub-test-runner:latest";
 pub const SIM_TOKEN: &str = "sim-token";
@@ -46,6 +47,11 @@ pub struct E2e {
 /// `pools` is the TOML of the `[[pools]]` tables (image, network and command default to the
 /// test runner on the host network).
 pub async fn start(pools: &str, extra: &str) -> E2e {
+    start_with(pools, extra, |_| RunOptions::default()).await
+}
+
+/// [`start`] with run options made knowing the simulator's URL (a GitHub client of its own).
+pub async fn start_with(pools: &str, extra: &str, options: impl FnOnce(&str) -> RunOptions) -> E2e {
     tokio::task::spawn_blocking(ensure_runner_image)
         .await
         .unwrap();
@@ -80,7 +86,8 @@ pub async fn start(pools: &str, extra: &str) -> E2e {
     let config = Config::from_toml_with_env(&text, std::path::Path::new("e2e.toml"), &env)
         .expect("e2e config");
     let runner_prefix = config.runner_name_prefix();
-    let mut app = spawn_app_on(listener, config).await;
+    let options = options(&sim.url());
+    let mut app = spawn_app_on_with(listener, config, options).await;
     app.dir = Some(dir);
     E2e {
         app,

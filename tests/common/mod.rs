@@ -105,6 +105,15 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
 
 /// Starts the app on a listener the caller bound (when the address is needed first).
 pub async fn spawn_app_on(listener: tokio::net::TcpListener, config: Config) -> TestApp {
+    spawn_app_on_with(listener, config, runnerhub::app::RunOptions::default()).await
+}
+
+/// [`spawn_app_on`] with run options (an injected GitHub client, faults).
+pub async fn spawn_app_on_with(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    options: runnerhub::app::RunOptions,
+) -> TestApp {
     // The daemon's logs in the test output (shown for failing tests).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
@@ -112,7 +121,12 @@ pub async fn spawn_app_on(listener: tokio::net::TcpListener, config: Config) -> 
         .try_init();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(runnerhub::app::run(config, listener, shutdown.clone()));
+    let task = tokio::spawn(runnerhub::app::run_with(
+        config,
+        listener,
+        shutdown.clone(),
+        options,
+    ));
     let client = reqwest::Client::new();
     // Ready when /readyz answers.
     for _ in 0..200 {

@@ -70,6 +70,8 @@ pub fn job(id: i64, repo: &str, status: JobStatus, priority: i64, ms: i64) -> Jo
         completed_at: None,
         first_seen_at: at(ms + 1),
         updated_at: at(ms + 2),
+        outcome: None,
+        outcome_detail: None,
     }
 }
 

@@ -1,6 +1,9 @@
 //! Fault switches: make deliveries go missing, twice, out of order or late, and make the REST API
 //! fail, either for the next N occurrences or with a probability drawn from a seeded generator
-//! (same seed, same faults, so a failing test can be replayed).
+//! (same seed, same faults, so a failing test can be replayed); refuse runner registrations at
+//! chosen repositories or organizations, and answer a registration too late for the client.
+
+use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -63,6 +66,14 @@ pub struct Faults {
     /// Answer a REST call with 429 and `retry-after` (a secondary rate limit).
     pub rest_secondary_limit: FaultRule,
     pub retry_after_secs: Option<u64>,
+    /// Refuse JIT registrations at these scopes (`owner/name` or an organization), with this
+    /// status: 403 as for credentials without access, 404 as for a repository GitHub does
+    /// not know (or hides). Every other scope registers as usual.
+    pub refuse_registrations: BTreeMap<String, u16>,
+    /// Carry a JIT registration out, then answer `jit_answer_late_ms` later: a client that
+    /// times out first retries a registration GitHub already holds.
+    pub jit_answer_late: FaultRule,
+    pub jit_answer_late_ms: u64,
 }
 
 /// What to do with one delivery.
@@ -118,6 +129,24 @@ impl FaultState {
         }
     }
 
+    /// How JIT registrations at `scope` (`owner/name` or an organization) are refused, if they
+    /// are.
+    pub fn registration_refusal(&self, scope: &str) -> Option<u16> {
+        self.faults
+            .refuse_registrations
+            .iter()
+            .find(|(s, _)| s.eq_ignore_ascii_case(scope))
+            .map(|(_, status)| *status)
+    }
+
+    /// How long to hold back the answer to this JIT registration, if at all.
+    pub fn jit_answer_delay_ms(&mut self) -> Option<u64> {
+        let f = &mut self.faults;
+        f.jit_answer_late
+            .fire(&mut self.rng)
+            .then_some(f.jit_answer_late_ms.max(1))
+    }
+
     pub fn for_rest(&mut self) -> RestFault {
         let f = &mut self.faults;
         if f.rest_error.fire(&mut self.rng) {
@@ -135,6 +164,20 @@ impl FaultState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registrations_are_refused_by_scope_and_answered_late_once() {
+        let mut s = FaultState::new(Faults {
+            refuse_registrations: [("acme/locked".to_owned(), 403)].into(),
+            jit_answer_late: FaultRule::next(1),
+            jit_answer_late_ms: 1500,
+            ..Default::default()
+        });
+        assert_eq!(s.registration_refusal("Acme/Locked"), Some(403));
+        assert_eq!(s.registration_refusal("acme/open"), None);
+        assert_eq!(s.jit_answer_delay_ms(), Some(1500));
+        assert_eq!(s.jit_answer_delay_ms(), None);
+    }
 
     #[test]
     fn next_n_counts_down_and_probabilities_replay_with_the_seed() {

@@ -331,6 +331,16 @@ async fn generate_jitconfig(
     body: Bytes,
 ) -> GhResult<impl IntoResponse> {
     let scope = scope_of(&shared, &p)?;
+    let (Scope::Repo(scope_name) | Scope::Org(scope_name)) = &scope;
+    if let Some(status) = shared.faults().registration_refusal(scope_name) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+        let message = if status == StatusCode::NOT_FOUND {
+            "Not Found"
+        } else {
+            "Resource not accessible by integration"
+        };
+        return Err(GhError(status, message.into()));
+    }
     let body: Value = serde_json::from_slice(&body)
         .map_err(|_| GhError(StatusCode::BAD_REQUEST, "Problems parsing JSON".into()))?;
     let name = body
@@ -380,6 +390,10 @@ async fn generate_jitconfig(
     }
     .encode();
     tracing::info!(runner.id = runner.id, runner.name = %runner.name, "simulator registered a JIT runner");
+    let late = shared.faults().jit_answer_delay_ms();
+    if let Some(ms) = late {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let runner_json = json!({
         "id": runner.id, "name": runner.name, "os": runner.os, "status": "offline", "busy": false,
         "labels": labels_json(&shared, &labels),

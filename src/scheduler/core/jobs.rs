@@ -4,14 +4,24 @@ use chrono::{DateTime, Utc};
 
 use super::queue::QueuedJob;
 use super::{Core, Effect};
-use crate::domain::{Job, JobStatus, RunnerId, RunnerState};
+use crate::domain::{Job, JobOutcome, JobStatus, RunnerId, RunnerState};
 
 impl Core {
-    /// A job is queued while pending and served by a configured pool; `in_progress` makes the
+    /// A job is queued while it wants a runner (pending, not refused) and a configured pool
+    /// serves it, unless it can never get one ([`super::refusals`]); `in_progress` makes the
     /// runner it names busy, `completed` finishes it.
     pub(super) fn on_job(&mut self, job: &Job, now: DateTime<Utc>) {
         match (job.status, &job.pool) {
-            (status, Some(pool)) if status.is_pending() && self.config.pool(pool).is_some() => {
+            (_, Some(pool)) if job.wants_runner() && self.config.pool(pool).is_some() => {
+                if self.job_scope(&job.repository).is_none() {
+                    let detail = format!(
+                        "repository `{}` is not owner/name: there is no scope a runner could \
+                         register at",
+                        job.repository
+                    );
+                    self.refuse(job.id, pool, JobOutcome::UnusableRepository, detail);
+                    return;
+                }
                 let aging = self.config.priority.aging_per_minute;
                 self.queue.insert(QueuedJob::from_job(job, pool, aging));
             }

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod policy;
 pub mod queue;
 mod reconcile;
+mod refusals;
 mod runner_events;
 mod scopes;
 pub mod status;
@@ -34,7 +35,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::docker::ManagedContainer;
-use crate::domain::{Job, JobId, Runner, RunnerId, RunnerState};
+use crate::domain::{Job, JobId, JobOutcome, Runner, RunnerId, RunnerState};
 use crate::github::{RegisteredRunner, RunnerScope};
 
 pub use self::reconcile::{POLL_INTERVAL, RECONCILE_INTERVAL};
@@ -43,6 +44,7 @@ use self::backoff::Backoffs;
 use self::outcomes::{LaunchFailure, Launched, Teardown, TeardownRequest};
 use self::policy::Policy;
 use self::queue::JobQueue;
+use self::refusals::UnknownScopes;
 use self::scopes::KnownScopes;
 use self::status::{PoolStatus, Stalls};
 
@@ -142,6 +144,14 @@ pub enum Effect {
     RunnerOnline { pool: String, seconds: f64 },
     /// Metric: a launch failed.
     LaunchFailed { pool: String, reason: &'static str },
+    /// Record that the job gets no runner, for good, and why; publish it. `pool`: the pool
+    /// whose queue it left.
+    RefuseJob {
+        job_id: JobId,
+        pool: String,
+        outcome: JobOutcome,
+        detail: String,
+    },
 }
 
 /// The scheduler's decisions and the state they need; see the module documentation.
@@ -176,6 +186,8 @@ pub struct Core {
     launches_paused: bool,
     /// Pools with queued jobs they cannot launch for (see [`status`]).
     stalls: Stalls,
+    /// Scopes GitHub answers registrations 404 for ([`refusals`]).
+    unknown_scopes: UnknownScopes,
     effects: Vec<Effect>,
 }
 
@@ -200,6 +212,7 @@ impl Core {
             known_scopes: KnownScopes::default(),
             launches_paused: false,
             stalls: Stalls::default(),
+            unknown_scopes: UnknownScopes::default(),
             effects: Vec::new(),
         }
     }

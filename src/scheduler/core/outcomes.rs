@@ -18,6 +18,9 @@ pub struct LaunchFailure {
     pub message: String,
     /// Registered at GitHub before the failure: must be deleted.
     pub github_runner_id: Option<i64>,
+    /// GitHub answered the registration 404: the scope does not exist, or the credentials
+    /// cannot see it (see `refusals.rs`).
+    pub scope_not_found: bool,
 }
 
 impl LaunchFailure {

@@ -179,6 +179,11 @@ impl JobQueue {
             .map(|key| &self.jobs[&key.2])
     }
 
+    /// Every job, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &QueuedJob> + '_ {
+        self.jobs.values()
+    }
+
     /// Every job, best first across pools.
     pub fn iter_ordered(&self) -> Vec<&QueuedJob> {
         let mut all: Vec<&QueuedJob> = self.jobs.values().collect();

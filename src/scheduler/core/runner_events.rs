@@ -28,8 +28,15 @@ impl Core {
                 // connects is still the pool's failure).
                 let (pool, scope) = (runner.pool.clone(), runner.scope.clone());
                 self.backoff.registered(&pool, &scope);
+                self.unknown_scopes.answered(&scope);
             }
             Err(failure) => {
+                if failure.scope_not_found {
+                    self.unknown_scopes.not_found(&runner.scope, now);
+                } else {
+                    // Not a 404 (taken, or refused otherwise): no proof the scope is unknown.
+                    self.unknown_scopes.answered(&runner.scope);
+                }
                 runner.github_runner_id = failure.github_runner_id;
                 runner.fail(failure.message.clone(), now);
                 tracing::warn!(runner = %runner.name, pool = %runner.pool, reason = failure.reason, "{}", failure.message);

@@ -1,12 +1,15 @@
 //! What clients see of the core's state: per-pool counters, stalled pools and waiting jobs.
 //!
 //! A pool is *stalled* when some of its queued jobs cannot get a runner for a reason other
-//! than capacity, for [`STALL_AFTER`] or longer: its launches keep failing (the pool's backoff
-//! has not cleared: image missing, Docker down, runners that never come online), GitHub keeps
-//! refusing registrations at a job's scope, or a job has no scope it could register at. A full
-//! pool is not stalled: its jobs wait their turn. `GET /api/webhooks/health` says `degraded`
-//! with the cause while `/readyz` stays ready, since every instance of a fleet would see the
-//! same stall and none of them should leave the load balancer for it.
+//! than capacity, for `scheduling.stall_after` (default 5 min) or longer: its launches keep
+//! failing (the pool's backoff has not cleared: image missing, Docker down, runners that never
+//! come online), or GitHub keeps refusing registrations at a job's scope. A full pool is not
+//! stalled: its jobs wait their turn. A job that can never be served leaves the queue instead
+//! ([`super::refusals`]): so a repository that is not `owner/name`, or a scope GitHub has
+//! answered 404 for as long, refuses its jobs rather than stalling the pool.
+//! `GET /api/webhooks/health` says `degraded` with the cause while `/readyz` stays ready,
+//! since every instance of a fleet would see the same stall and none of them should leave the
+//! load balancer for it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,9 +21,6 @@ use super::Core;
 use super::backoff::BackoffKey;
 use super::queue::QueuedJob;
 
-/// How long a pool may have queued jobs it cannot launch for before it counts as stalled:
-/// longer than a launch that fails once and succeeds on its retry.
-pub const STALL_AFTER: Duration = Duration::from_secs(5 * 60);
 /// The stall check walks the queue, so it runs at most this often (and at the deadlines it
 /// asks for), not at every step of a busy queue.
 const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -59,20 +59,24 @@ pub struct PoolStatus {
 pub(super) struct Stalls {
     blocked: BTreeMap<String, Blocked>,
     checked_at: Option<DateTime<Utc>>,
+    /// `scheduling.stall_after` at the last check.
+    after: chrono::Duration,
 }
 
 impl Stalls {
-    /// `pool`'s blocker once it has lasted [`STALL_AFTER`] (as of the last check).
+    /// `pool`'s blocker once it has lasted `scheduling.stall_after` (as of the last check).
     pub(super) fn stalled(&self, pool: &str) -> Option<&Blocked> {
         let checked_at = self.checked_at?;
         self.blocked
             .get(pool)
-            .filter(|b| checked_at - b.since >= stall_after())
+            .filter(|b| checked_at - b.since >= self.after)
     }
 }
 
-fn stall_after() -> chrono::Duration {
-    chrono::Duration::from_std(STALL_AFTER).expect("in range")
+/// A `std` duration from the configuration as `chrono`'s (durations that large are refused
+/// by no one, so saturate rather than panic).
+pub(super) fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 impl Core {
@@ -83,6 +87,7 @@ impl Core {
         if self.stalls.checked_at.is_some_and(|at| now - at < interval) {
             return;
         }
+        self.refuse_unknown_scopes(now);
         let before: Vec<String> = self.stalled_pools().map(str::to_owned).collect();
         let blocked = self
             .config
@@ -93,6 +98,7 @@ impl Core {
         self.stalls = Stalls {
             blocked,
             checked_at: Some(now),
+            after: chrono_duration(self.config.scheduling.stall_after),
         };
         for (pool, blocked) in &self.stalls.blocked {
             if self.stalls.stalled(pool).is_some() && !before.contains(pool) {
@@ -118,7 +124,7 @@ impl Core {
     }
 
     /// When the stall check wants to run again: while any pool is blocked, every
-    /// [`STALL_CHECK_INTERVAL`], to see it reach [`STALL_AFTER`] or clear (a clearing input
+    /// [`STALL_CHECK_INTERVAL`], to see it reach `scheduling.stall_after` or clear (a clearing input
     /// may arrive between two checks, and nothing may follow it).
     pub(super) fn next_stall_check(&self) -> Option<DateTime<Utc>> {
         let interval = chrono::Duration::from_std(STALL_CHECK_INTERVAL).expect("in range");
@@ -127,8 +133,8 @@ impl Core {
     }
 
     /// Why `pool` cannot launch for some of its queued jobs: the pool's own launches fail
-    /// (every job waits), or a job's scope is refused or missing. `None` when every queued
-    /// job could get a runner as soon as there is room.
+    /// (every job waits), or GitHub refuses registrations at a job's scope. `None` when every
+    /// queued job could get a runner as soon as there is room.
     fn launch_blocker(&self, pool: &str) -> Option<Blocked> {
         let queued = self.queue.pool_len(pool);
         if queued == 0 {
@@ -144,33 +150,25 @@ impl Core {
         let mut worst: Option<Blocked> = None;
         let mut jobs = 0;
         for job in self.queue.pool_iter(pool) {
-            let blocked = match self.job_scope(&job.repository) {
-                None => Blocked {
-                    reason: format!(
-                        "repository `{}` has no scope a runner could register at",
-                        job.repository
-                    ),
-                    since: job.queued_at,
-                    jobs: 0,
-                },
-                Some(scope) => {
-                    let key = BackoffKey::Scope {
-                        pool: pool.to_owned(),
-                        scope: scope.api_path(),
-                    };
-                    let Some(failing) = self.backoff.failing(&key) else {
-                        continue;
-                    };
-                    Blocked {
-                        reason: format!(
-                            "GitHub refuses runner registrations at {}: {}",
-                            scope.api_path(),
-                            failing.cause
-                        ),
-                        since: failing.since,
-                        jobs: 0,
-                    }
-                }
+            // A job with no scope never stays queued (refusals.rs).
+            let Some(scope) = self.job_scope(&job.repository) else {
+                continue;
+            };
+            let key = BackoffKey::Scope {
+                pool: pool.to_owned(),
+                scope: scope.api_path(),
+            };
+            let Some(failing) = self.backoff.failing(&key) else {
+                continue;
+            };
+            let blocked = Blocked {
+                reason: format!(
+                    "GitHub refuses runner registrations at {}: {}",
+                    scope.api_path(),
+                    failing.cause
+                ),
+                since: failing.since,
+                jobs: 0,
             };
             jobs += 1;
             if worst.as_ref().is_none_or(|w| blocked.since < w.since) {

@@ -25,6 +25,8 @@ fn job(id: i64, pool: &str, priority: i64, minute: i64) -> QueuedJob {
         completed_at: None,
         first_seen_at: at,
         updated_at: at,
+        outcome: None,
+        outcome_detail: None,
     };
     QueuedJob::from_job(&job, pool, 1.0)
 }

@@ -52,8 +52,10 @@ pub struct Harness {
     pub ticks: usize,
     /// Launch → online; `None`: never online.
     pub boot: Option<Duration>,
-    /// Registration scopes where GitHub refuses JIT registrations.
+    /// Registration scopes where GitHub refuses JIT registrations (403).
     pub refused_scopes: HashSet<String>,
+    /// Registration scopes GitHub answers 404 for (unknown, or invisible to the credentials).
+    pub not_found_scopes: HashSet<String>,
     /// Docker has no image: every container fails to start.
     pub image_missing: bool,
     /// The next JIT registration succeeds at GitHub while the client times out: the launch
@@ -109,6 +111,7 @@ impl Harness {
             ticks: 0,
             boot: Some(Duration::from_secs(10)),
             refused_scopes: HashSet::new(),
+            not_found_scopes: HashSet::new(),
             image_missing: false,
             leak_next_registration: false,
             outside: BTreeMap::new(),
@@ -246,6 +249,8 @@ impl Harness {
             completed_at: None,
             first_seen_at: self.now,
             updated_at: self.now,
+            outcome: None,
+            outcome_detail: None,
         };
         self.deliver(job);
     }
@@ -370,18 +375,28 @@ impl Harness {
                         reason: "github_error",
                         message: "JIT registration timed out".into(),
                         github_runner_id: None,
+                        scope_not_found: false,
                     })
                 } else if self.refused_scopes.contains(&runner.scope) {
                     Err(LaunchFailure {
                         reason: "github_error",
                         message: "JIT registration refused: 403".into(),
                         github_runner_id: None,
+                        scope_not_found: false,
+                    })
+                } else if self.not_found_scopes.contains(&runner.scope) {
+                    Err(LaunchFailure {
+                        reason: "github_error",
+                        message: "JIT registration refused: 404".into(),
+                        github_runner_id: None,
+                        scope_not_found: true,
                     })
                 } else if self.image_missing {
                     Err(LaunchFailure {
                         reason: "image_missing",
                         message: "image not found".into(),
                         github_runner_id: Some(github_id),
+                        scope_not_found: false,
                     })
                 } else {
                     Ok(Launched {
@@ -397,7 +412,9 @@ impl Harness {
                         labels: LabelSet::new(&runner.labels),
                         github_id,
                         launched_at: self.now,
-                        registered: leaked || !self.refused_scopes.contains(&runner.scope),
+                        registered: leaked
+                            || !(self.refused_scopes.contains(&runner.scope)
+                                || self.not_found_scopes.contains(&runner.scope)),
                         container: result.is_ok().then_some(true),
                         busy_with: None,
                     },
@@ -474,6 +491,16 @@ impl Harness {
             Effect::RemoveRegistration { name, .. } => {
                 for o in self.outside.values_mut().filter(|o| o.name == name) {
                     o.registered = false;
+                }
+            }
+            Effect::RefuseJob {
+                job_id,
+                outcome,
+                detail,
+                ..
+            } => {
+                if let Some(job) = self.jobs.get_mut(&job_id) {
+                    job.set_outcome(outcome, detail, self.now);
                 }
             }
             Effect::JobWaited { .. }

@@ -5,6 +5,7 @@ mod harness;
 mod policy;
 mod property;
 mod purity;
+mod refusals;
 mod scopes;
 mod stalls;
 

@@ -1,9 +1,14 @@
 //! When a pool counts as stalled (status.rs): queued jobs it cannot launch for, past
-//! `STALL_AFTER`, for a cause other than capacity; in virtual time.
+//! `scheduling.stall_after`, for a cause other than capacity; in virtual time.
+
+use std::time::Duration;
 
 use super::harness::{Harness, config, pool, t0};
 use super::{LINUX, minutes, secs};
-use crate::scheduler::core::status::{Blocked, STALL_AFTER};
+use crate::scheduler::core::status::Blocked;
+
+/// `scheduling.stall_after`'s default.
+const STALL_AFTER: Duration = Duration::from_secs(5 * 60);
 
 fn stalled(h: &Harness) -> Option<Blocked> {
     h.core.pool_statuses()[0].stalled.clone()
@@ -57,15 +62,17 @@ fn a_refused_repository_stalls_its_pool_while_the_others_are_served() {
 }
 
 #[test]
-fn a_job_with_no_usable_repository_stalls_its_pool() {
-    let mut h = Harness::new(config(vec![pool("linux", LINUX, 2)], 10));
-    h.queue_job(1, "acme", LINUX, 0);
-    h.run_for(minutes(4));
+fn the_threshold_is_scheduling_stall_after() {
+    let mut cfg = config(vec![pool("linux", LINUX, 2)], 10);
+    cfg.scheduling.stall_after = secs(20);
+    let mut h = Harness::new(cfg);
+    h.refused_scopes.insert("repos/acme/refused".into());
+    h.queue_job(1, "acme/refused", LINUX, 0);
+    h.run_for(secs(15));
     assert_eq!(stalled(&h), None);
-    h.run_for(minutes(2));
-    let blocked = stalled(&h).expect("stalled");
-    assert!(blocked.reason.contains("`acme`"), "{}", blocked.reason);
-    assert_eq!(blocked.since, t0(), "since the job was queued");
+    h.run_for(secs(10));
+    let blocked = stalled(&h).expect("stalled 20 s after the first refusal");
+    assert_eq!(blocked.since, t0());
 }
 
 #[test]
