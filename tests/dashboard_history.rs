@@ -96,6 +96,8 @@ async fn write_jobs(store: &dyn Store, since: DateTime<Utc>, now: DateTime<Utc>)
                 completed_at: Some(started + Duration::minutes(3)),
                 first_seen_at: started - waited,
                 updated_at: started + Duration::minutes(3),
+                outcome: None,
+                outcome_detail: None,
             });
         }
     }

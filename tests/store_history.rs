@@ -15,7 +15,7 @@ use std::sync::Arc;
 use backends::{Observed, on_both_backends};
 use chrono::{DateTime, Duration, Utc};
 use fixtures::*;
-use runnerhub::domain::{Job, JobStatus};
+use runnerhub::domain::{Job, JobOutcome, JobStatus};
 use runnerhub::history::series::minute_start;
 use runnerhub::history::waits::per_hour;
 use runnerhub::store::*;
@@ -124,6 +124,11 @@ async fn the_queue_per_pool_is_the_jobs_waiting_for_a_runner() {
             in_pool(5, JobStatus::Completed, Some("linux")),
             in_pool(6, JobStatus::Queued, None),
             in_pool(7, JobStatus::Queued, Some("gpu")),
+            // Refused for good: out of the queue, however long it stays `queued`.
+            Job {
+                outcome: Some(JobOutcome::UnknownScope),
+                ..in_pool(8, JobStatus::Queued, Some("linux"))
+            },
         ];
         store
             .commit_processing(&ProcessingBatch {

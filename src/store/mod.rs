@@ -268,7 +268,7 @@ pub trait Store: RecoveryStore + Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     /// Jobs waiting for a runner, per pool (the queue that [`Store::schedulable_jobs`]
-    /// rebuilds: in a fleet, the whole fleet's), pools by name.
+    /// rebuilds, refused jobs left out: in a fleet, the whole fleet's), pools by name.
     async fn queued_jobs_per_pool(&self) -> StoreResult<Vec<(String, u64)>>;
 
     /// Every pool's minutes at or after `since`, by pool then minute; each minute adds up the

@@ -45,7 +45,7 @@ impl SqliteStore {
     pub(super) async fn sql_queued_jobs_per_pool(&self) -> StoreResult<Vec<(String, u64)>> {
         let rows = sqlx::query(
             "SELECT pool, COUNT(*) AS jobs FROM jobs \
-             WHERE status IN ('queued', 'waiting') AND pool IS NOT NULL \
+             WHERE status IN ('queued', 'waiting') AND pool IS NOT NULL AND outcome IS NULL \
              GROUP BY pool ORDER BY pool",
         )
         .fetch_all(self.reader())

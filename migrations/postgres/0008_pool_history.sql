@@ -2,7 +2,7 @@
 -- instance and pool. `busy`, `idle` and `starting` are that instance's own runners, summed over
 -- the fleet's instances when read; `queued` is the whole queue's (read from `jobs`, the same for
 -- every instance), so reading takes the largest instance's figure for the minute, never the sum.
--- Kept 7 days (src/retention.rs). Same table as migrations/sqlite/0007_pool_history.sql.
+-- Kept 7 days (src/retention.rs). Same table as migrations/sqlite/0008_pool_history.sql.
 CREATE TABLE pool_samples (
     minute   TIMESTAMPTZ NOT NULL,   -- the sample's time, truncated to the minute
     instance TEXT        NOT NULL,   -- server.instance_id
