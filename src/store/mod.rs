@@ -127,6 +127,14 @@ pub trait Store: RecoveryStore + Send + Sync + 'static {
         batch: &[NewDelivery],
     ) -> StoreResult<Committed<Vec<InsertOutcome>>>;
 
+    /// How many [`Store::append_deliveries`] the ingest writer may run at once. SQLite has one
+    /// write connection and overlaps a transaction with the previous one's fsync by itself; a
+    /// PostgreSQL commit returns only after its fsync, so the writer keeps several in flight
+    /// and the server flushes their commits together.
+    fn concurrent_appends(&self) -> usize {
+        1
+    }
+
     /// [`Store::append_deliveries`], returning once the batch is durable.
     async fn insert_deliveries(&self, batch: &[NewDelivery]) -> StoreResult<Vec<InsertOutcome>> {
         let committed = self.append_deliveries(batch).await?;

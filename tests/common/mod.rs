@@ -3,7 +3,9 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod db_cut;
 pub mod e2e;
+pub mod fleet;
 pub mod github_stub;
 mod shapes;
 pub mod sim;
