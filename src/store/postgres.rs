@@ -646,6 +646,29 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await?)
     }
+
+    // Pool history: `postgres_history.rs`.
+
+    async fn record_pool_samples(
+        &self,
+        instance: &str,
+        minute: DateTime<Utc>,
+        samples: &[PoolSample],
+    ) -> StoreResult<()> {
+        self.pg_record_pool_samples(instance, minute, samples).await
+    }
+
+    async fn queued_jobs_per_pool(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.pg_queued_jobs_per_pool().await
+    }
+
+    async fn pool_minutes(&self, since: DateTime<Utc>) -> StoreResult<Vec<PoolMinute>> {
+        self.pg_pool_minutes(since).await
+    }
+
+    async fn job_waits(&self, since: DateTime<Utc>, limit: u32) -> StoreResult<Vec<JobWait>> {
+        self.pg_job_waits(since, limit).await
+    }
 }
 
 impl PostgresStore {

@@ -56,7 +56,8 @@ pub fn test_config_without_pools(dir: &Path) -> Config {
     config_with_pools(dir, "")
 }
 
-fn config_with_pools(dir: &Path, pools: &str) -> Config {
+/// A test config with these `[[pools]]` (TOML), database in `dir`.
+pub fn config_with_pools(dir: &Path, pools: &str) -> Config {
     config_on(&format!("sqlite://{}/runnerhub.db", dir.display()), pools)
 }
 
