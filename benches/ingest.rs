@@ -1,8 +1,12 @@
 //! Webhook ingest load: signed ~7 KB `workflow_job` deliveries over loopback, durable acks.
 //!
 //! `cargo bench --bench ingest` (options: `-- --seconds N --steady-seconds N --connections N
-//! --rate N --random-guids --slow-timeline --prune --postgres SERVER_URL`; with `--postgres` the daemon
-//! runs on a fresh database made on that server and dropped after). Delivery GUIDs are time-based UUIDs like
+//! --rate N --random-guids --slow-timeline --prune --postgres SERVER_URL --instances N
+//! --compare`; with `--postgres` the daemon runs on a fresh database made on that server and
+//! dropped after; `--instances N` runs N daemons on it as a fleet, the load generator's
+//! connections going to them in turn; `--compare` runs SQLite, one PostgreSQL instance and a
+//! PostgreSQL fleet (of `--instances`, at least 2) one after another and prints them side by
+//! side, between two probes of the disk). Delivery GUIDs are time-based UUIDs like
 //! GitHub's, so they arrive nearly in index order; `--random-guids` uses random (v4) ones
 //! instead, the worst case for the unique index (every insert lands on a different page).
 //! Phase 1 saturates with N closed-loop connections for `--seconds` (acks/s, p50/p99). Phase 2
@@ -48,6 +52,12 @@ struct Args {
     prune: bool,
     /// A PostgreSQL server to run on instead of SQLite (a fresh database is made there).
     postgres: Option<String>,
+    /// Daemons sharing the PostgreSQL database as a fleet (`database.fleet = true`); the load
+    /// generator's connections go to them in turn.
+    instances: usize,
+    /// SQLite, one PostgreSQL instance and `--instances` PostgreSQL instances one after
+    /// another in this run, each on a fresh database, summed up side by side.
+    compare: bool,
 }
 
 fn args() -> Args {
@@ -60,6 +70,8 @@ fn args() -> Args {
         slow_timeline: false,
         prune: false,
         postgres: None,
+        instances: 1,
+        compare: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -73,6 +85,8 @@ fn args() -> Args {
             "--random-guids" => a.random_guids = true,
             "--slow-timeline" => a.slow_timeline = true,
             "--prune" => a.prune = true,
+            "--instances" => a.instances = value().expect("--instances N") as usize,
+            "--compare" => a.compare = true,
             "--postgres" => {
                 a.postgres = Some(argv.get(i + 1).expect("--postgres SERVER_URL").clone())
             }
@@ -172,58 +186,71 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
+/// What one phase measured.
+#[derive(Clone, Copy)]
+struct Summary {
+    acks_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) -> Summary {
     latencies.sort_unstable();
+    let summary = Summary {
+        acks_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: latencies.last().unwrap().as_secs_f64() * 1000.0,
+    };
     println!(
         "{name}: {} acks in {:.1} s = {:.0} acks/s; latency p50 {:.2} ms, p90 {:.2} ms, \
          p99 {:.2} ms, max {:.2} ms",
         latencies.len(),
         elapsed.as_secs_f64(),
-        latencies.len() as f64 / elapsed.as_secs_f64(),
-        percentile(&latencies, 0.50),
+        summary.acks_per_second,
+        summary.p50_ms,
         percentile(&latencies, 0.90),
-        percentile(&latencies, 0.99),
-        latencies.last().unwrap().as_secs_f64() * 1000.0,
+        summary.p99_ms,
+        summary.max_ms,
     );
     println!(
-        "  resident memory (daemon and load generator): {:.0} MiB",
+        "  resident memory (daemons and load generator): {:.0} MiB",
         resident_mib()
     );
+    summary
+}
+
+/// Where a scenario's daemons keep their state; each scenario gets a fresh database.
+#[derive(Clone, Copy)]
+enum Backend<'a> {
+    Sqlite,
+    /// The server's URL (`--postgres`).
+    Postgres(&'a str),
+}
+
+struct Scenario<'a> {
+    backend: Backend<'a>,
+    instances: usize,
+    /// Run phase 2 (the steady rate) after phase 1.
+    steady: bool,
+}
+
+impl Scenario<'_> {
+    fn name(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => "SQLite, 1 instance".to_owned(),
+            Backend::Postgres(_) if self.instances == 1 => "PostgreSQL, 1 instance".to_owned(),
+            Backend::Postgres(_) => format!("PostgreSQL, fleet of {}", self.instances),
+        }
+    }
 }
 
 fn main() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
     // The temp dir's disk: with `--postgres` on this host it is usually the server's too.
-    report_disk_before_run(dir.path());
-    let postgres = args.postgres.as_deref().map(BenchDatabase::create);
-    let database_url = match &postgres {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}/bench.db", dir.path().display()),
-    };
-    let config_text = format!("[database]\nurl = \"{database_url}\"\n");
-    let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
-    let config =
-        Config::from_toml_with_env(&config_text, std::path::Path::new("bench"), &env).unwrap();
-
-    // The daemon gets its own runtime, as in production; the load generator another.
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("daemon")
-        .enable_all()
-        .build()
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let listener = server_rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = server_rt.spawn(runnerhub::app::run(config, listener, shutdown.clone()));
-
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("loadgen")
-        .enable_all()
-        .build()
-        .unwrap();
+    let probe_before = report_disk_before_run(dir.path());
     let template = Arc::new(payload_template());
     println!(
         "payload {} bytes; {} connections for {} s, then {}/s for {} s",
@@ -234,25 +261,148 @@ fn main() {
         args.steady_seconds()
     );
     if std::env::var_os("BENCH_STORE_ONLY").is_some() {
-        server_rt.block_on(store_only(dir.path(), &template));
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(store_only(dir.path(), &template));
     }
-    client_rt.block_on(async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let bodies = prepare(&template);
-        saturate(addr, &bodies, &args).await;
+    if !args.compare {
+        let backend = match args.postgres.as_deref() {
+            Some(server) => Backend::Postgres(server),
+            None => Backend::Sqlite,
+        };
+        let scenario = Scenario {
+            backend,
+            instances: args.instances,
+            steady: true,
+        };
+        run_scenario(&args, &scenario, dir.path(), &template);
+        return;
+    }
+    let server = args
+        .postgres
+        .as_deref()
+        .expect("--compare needs --postgres SERVER_URL");
+    let fleet = args.instances.max(2);
+    let scenarios = [
+        Scenario {
+            backend: Backend::Sqlite,
+            instances: 1,
+            steady: false,
+        },
+        Scenario {
+            backend: Backend::Postgres(server),
+            instances: 1,
+            steady: true,
+        },
+        Scenario {
+            backend: Backend::Postgres(server),
+            instances: fleet,
+            steady: true,
+        },
+    ];
+    let results: Vec<_> = scenarios
+        .iter()
+        .map(|scenario| run_scenario(&args, scenario, dir.path(), &template))
+        .collect();
+    let probe_after = report_disk_before_run(dir.path());
+    print_comparison(&args, &scenarios, &results, [&probe_before, &probe_after]);
+}
+
+/// The side-by-side table of a `--compare` run, with the disk probes that frame it.
+fn print_comparison(
+    args: &Args,
+    scenarios: &[Scenario],
+    results: &[(Summary, Option<Summary>)],
+    probes: [&str; 2],
+) {
+    let sqlite = results[0].0.acks_per_second;
+    println!(
+        "\n| setup | saturation, {} connections | vs SQLite | steady {}/s: p50 / p99 / max |",
+        args.connections, args.rate
+    );
+    println!("|---|---|---|---|");
+    for (scenario, (saturation, steady)) in scenarios.iter().zip(results) {
+        let steady = steady.map_or("-".to_owned(), |s| {
+            format!("{:.2} / {:.2} / {:.1} ms", s.p50_ms, s.p99_ms, s.max_ms)
+        });
+        println!(
+            "| {} | {:.0} acks/s (p99 {:.1} ms) | {:.2} | {steady} |",
+            scenario.name(),
+            saturation.acks_per_second,
+            saturation.p99_ms,
+            saturation.acks_per_second / sqlite,
+        );
+    }
+    println!(
+        "disk probe before: {}\ndisk probe after: {}",
+        probes[0], probes[1]
+    );
+}
+
+/// Starts the scenario's daemons on a fresh database, runs the phases, stops them and drops
+/// the database; returns phase 1's summary and phase 2's if it ran.
+fn run_scenario(
+    args: &Args,
+    scenario: &Scenario,
+    dir: &std::path::Path,
+    template: &Arc<serde_json::Value>,
+) -> (Summary, Option<Summary>) {
+    println!("\n== {}", scenario.name());
+    let postgres = match scenario.backend {
+        Backend::Postgres(server) => Some(BenchDatabase::create(server)),
+        Backend::Sqlite => None,
+    };
+    let database_url = match &postgres {
+        Some(db) => db.url.clone(),
+        None => format!(
+            "sqlite://{}/bench-{}.db",
+            dir.display(),
+            uuid::Uuid::new_v4().simple()
+        ),
+    };
+    // The daemons get their own runtime, as in production; the load generator another.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("daemon")
+        .enable_all()
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let mut daemons = Vec::new();
+    let mut addrs = Vec::new();
+    for n in 0..scenario.instances {
+        let listener = server_rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        let config = daemon_config(&database_url, scenario.instances, n);
+        daemons.push(server_rt.spawn(runnerhub::app::run(config, listener, shutdown.clone())));
+        // The first migrates the schema; the others join once it serves.
+        server_rt.block_on(wait_until_ready(addrs[n]));
+    }
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = client_rt.block_on(async {
+        let bodies = prepare(template);
+        let saturation = saturate(&addrs, &bodies, args).await;
+        if !scenario.steady {
+            return (saturation, None);
+        }
         // The steady phase measures a steady state, not the drain of phase 1's backlog.
-        let drained = wait_until_processed(addr).await;
+        let drained = wait_until_processed(addrs[0]).await;
         println!(
             "backlog of phase 1 processed {:.1} s after it ended",
             drained.as_secs_f64()
         );
         let cleanup = if args.prune {
             age_deliveries(&database_url).await;
-            Some(tokio::spawn(cleanup_request(addr)))
+            Some(tokio::spawn(cleanup_request(addrs[0])))
         } else {
             None
         };
-        steady(addr, &bodies, &args).await;
+        let steady = steady(&addrs, &bodies, args).await;
         if let Some(cleanup) = cleanup {
             let (elapsed, answer) = cleanup.await.unwrap();
             println!(
@@ -260,12 +410,48 @@ fn main() {
                 elapsed.as_secs_f64()
             );
         }
+        (saturation, Some(steady))
     });
     shutdown.cancel();
-    server_rt.block_on(server).unwrap().unwrap();
+    for daemon in daemons {
+        server_rt.block_on(daemon).unwrap().unwrap();
+    }
     if let Some(db) = postgres {
         db.drop_now();
     }
+    results
+}
+
+/// The configuration of daemon `n` of `instances` (a fleet when there are several).
+fn daemon_config(database_url: &str, instances: usize, n: usize) -> Config {
+    let mut config_text = format!("[database]\nurl = \"{database_url}\"\n");
+    if instances > 1 {
+        config_text += &format!("fleet = true\n[server]\ninstance_id = \"bench-{n}\"\n");
+    }
+    let env = vec![("GITHUB_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
+    Config::from_toml_with_env(&config_text, std::path::Path::new("bench"), &env).unwrap()
+}
+
+/// Waits until the daemon at `addr` answers `/readyz` with 200.
+async fn wait_until_ready(addr: std::net::SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(stream) = tokio::net::TcpStream::connect(addr).await {
+            let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(conn);
+            let request = hyper::Request::get("/readyz")
+                .header("Host", "127.0.0.1")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            if let Ok(response) = sender.send_request(request).await
+                && response.status() == 200
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon at {addr} did not become ready within 60 s");
 }
 
 /// Makes every stored delivery 10 days old, from outside the daemon, as time would.
@@ -353,21 +539,25 @@ fn admin(server: &str, sql: &str) {
 }
 
 /// Flushes what the system holds, probes the disk for a few seconds and prints what it saw,
-/// with a warning when it stalled: latencies measured after it would be the host's.
-pub fn report_disk_before_run(dir: &std::path::Path) {
+/// with a warning when it stalled: latencies measured around it would be the host's.
+pub fn report_disk_before_run(dir: &std::path::Path) -> String {
     disk_probe::flush_system();
     match disk_probe::probe_disk(dir, Duration::from_secs(3)) {
         Ok(probe) => {
-            println!("disk before the run: {}", probe.summary());
+            println!("disk probe: {}", probe.summary());
             if !probe.stalls.is_empty() {
                 println!(
                     "  warning: the disk is stalling (the host is likely still flushing earlier \
-                     writes, e.g. a build); latencies below will show it. \
+                     writes, e.g. a build); latencies measured now are the host's. \
                      `cargo bench --bench fsync_probe` tells when it has settled."
                 );
             }
+            probe.summary()
         }
-        Err(e) => println!("disk before the run: probe failed: {e}"),
+        Err(e) => {
+            println!("disk probe failed: {e}");
+            format!("failed: {e}")
+        }
     }
 }
 
@@ -441,13 +631,18 @@ async fn wait_until_processed(addr: std::net::SocketAddr) -> Duration {
     }
 }
 
-async fn saturate(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, args: &Args) {
+async fn saturate(
+    addrs: &[std::net::SocketAddr],
+    bodies: &Arc<Vec<(String, Bytes)>>,
+    args: &Args,
+) -> Summary {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.connections {
         let bodies = bodies.clone();
         let random_guids = args.random_guids;
+        let addr = addrs[c % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(addr).await;
             let mut latencies = Vec::new();
@@ -469,10 +664,14 @@ async fn saturate(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>
         &format!("saturation ({} connections)", args.connections),
         all,
         start.elapsed(),
-    );
+    )
 }
 
-async fn steady(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, args: &Args) {
+async fn steady(
+    addrs: &[std::net::SocketAddr],
+    bodies: &Arc<Vec<(String, Bytes)>>,
+    args: &Args,
+) -> Summary {
     const CONNECTIONS: usize = 16;
     let per_connection = args.rate as f64 / CONNECTIONS as f64;
     let interval = Duration::from_secs_f64(1.0 / per_connection);
@@ -482,6 +681,7 @@ async fn steady(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, 
     for c in 0..CONNECTIONS {
         let bodies = bodies.clone();
         let random_guids = args.random_guids;
+        let addr = addrs[c % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(addr).await;
             // (when it was sent, relative to the phase's start; latency)
@@ -523,7 +723,7 @@ async fn steady(addr: std::net::SocketAddr, bodies: &Arc<Vec<(String, Bytes)>>, 
         print_slow_timeline(&all);
     }
     let latencies = all.into_iter().map(|(_, latency)| latency).collect();
-    report(&format!("steady {}/s", args.rate), latencies, elapsed);
+    report(&format!("steady {}/s", args.rate), latencies, elapsed)
 }
 
 /// Acknowledgements slower than 5 ms per 100 ms window in which they were sent (windows with

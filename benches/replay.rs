@@ -8,7 +8,7 @@
 //! With `--matrix`, the linux pool's jobs come instead from one repository's matrix builds (40
 //! jobs queued at once, 40% of all jobs) and five repositories' single jobs: the traffic that
 //! fair share and quotas are for. `--write-events FILE` only writes the events there (for
-//! `runnerhub replay --compare`, see the README's "Scheduling policy").
+//! `runnerhub replay --compare`, see docs/capacity-planning.md).
 //!
 //! `cargo bench --bench replay -- [--jobs 100000] [--matrix] [--write-events FILE] [--html report.html]`
 

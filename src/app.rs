@@ -285,6 +285,15 @@ pub async fn run_with(
         maintain_store(store.clone(), background.clone(), shutdown.clone()),
     );
     supervisor.spawn(
+        "pool history",
+        crate::history::sampler::run(
+            store.clone(),
+            scheduler.clone(),
+            config.server.instance_id.clone(),
+            background.clone(),
+        ),
+    );
+    supervisor.spawn(
         "retention",
         crate::retention::run(
             store.clone(),

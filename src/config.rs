@@ -115,7 +115,7 @@ pub struct ServerConfig {
     /// A request that would pass it is answered 503 (GitHub can redeliver it). Read at start.
     pub body_budget: String,
     /// Connections open at once (WebSockets included). Default `0`: the open-file limit less
-    /// a reserve for the database, Docker and GitHub (see README, "Hostile traffic"); a larger
+    /// a reserve for the database, Docker and GitHub (see docs/security.md, "Hostile traffic"); a larger
     /// value is lowered to that. At the limit the longest-idle connection is closed to make
     /// room, or the new one is refused when none is idle. Read at start.
     pub max_connections: u32,

@@ -9,6 +9,8 @@
 //! - [`events`]: the bus of state changes: numbered (`seq`), broadcast, logged in `live_events`.
 //! - [`github`]: the GitHub REST client (JIT runners, PAT / App auth, retries, rate limits) and
 //!   [`github::sim`], the GitHub simulator for tests and the demo.
+//! - [`history`]: pool history for the dashboard's charts: a sample per pool and minute, and
+//!   queue waits per hour (`GET /api/history`).
 //! - [`hooks`]: `runnerhub hooks install|list|status|remove`, and redelivery of failed
 //!   deliveries (DESIGN §12).
 //! - [`lifecycle`]: signals, systemd notifications (ready, watchdog, reload, stopping), SIGHUP.
@@ -35,6 +37,7 @@ pub mod domain;
 pub mod events;
 pub mod fleet;
 pub mod github;
+pub mod history;
 pub mod hooks;
 pub mod http;
 pub mod lifecycle;

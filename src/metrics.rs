@@ -164,13 +164,14 @@ pub const LAUNCH_FAILURE_REASONS: &[&str] = &[
     "other",
 ];
 /// Kinds of [`RETENTION_ROWS_PRUNED_TOTAL`].
-pub const RETENTION_KINDS: [&str; 6] = [
+pub const RETENTION_KINDS: [&str; 7] = [
     "deliveries",
     "forged_deliveries",
     "jobs",
     "runs",
     "runners",
     "redeliveries",
+    "pool_samples",
 ];
 /// Job conclusions GitHub documents; anything else is counted as `other`.
 const CONCLUSIONS: &[&str] = &[

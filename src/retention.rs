@@ -3,7 +3,7 @@
 //! Every [`PASS_INTERVAL`] (first [`FIRST_PASS_AFTER`] start) the serving daemon deletes what
 //! `database.retention` and `database.forged_retention` say is old enough (processed
 //! deliveries and their payloads, completed jobs and runs, removed runners; see
-//! [`Prunable`]), and `DELETE /api/webhooks/cleanup` does the same on demand ([`prune`]).
+//! [`Prunable`]), pool history older than [`crate::history::SAMPLE_RETENTION`] too, and `DELETE /api/webhooks/cleanup` does the same on demand ([`prune`]).
 //! Nothing that is still needed is deleted, however old: a delivery the processor has not
 //! processed, a job not completed, a runner not removed.
 //!
@@ -57,15 +57,24 @@ pub struct Cutoffs {
     pub history: Option<DateTime<Utc>>,
     /// Deliveries whose signature failed.
     pub forged: Option<DateTime<Utc>>,
+    /// Pool history samples (`crate::history`).
+    pub samples: Option<DateTime<Utc>>,
 }
 
 impl Cutoffs {
     /// What the configuration keeps, as of `now`. A forged delivery is a delivery too: it goes
-    /// at the earlier of its two retentions.
+    /// at the earlier of its two retentions. Pool history goes after
+    /// [`crate::history::SAMPLE_RETENTION`], or earlier with a shorter `database.retention`,
+    /// even when the rest is kept for ever: a row per pool and minute would grow without bound.
     pub fn from_config(database: &DatabaseConfig, now: DateTime<Utc>) -> Cutoffs {
         let history = ago(now, database.retention);
         let forged = history.max(ago(now, database.forged_retention));
-        Cutoffs { history, forged }
+        let samples = history.max(ago(now, crate::history::SAMPLE_RETENTION));
+        Cutoffs {
+            history,
+            forged,
+            samples,
+        }
     }
 
     /// Everything received, completed or removed before `before`.
@@ -73,12 +82,14 @@ impl Cutoffs {
         Cutoffs {
             history: Some(before),
             forged: Some(before),
+            samples: Some(before),
         }
     }
 
     fn of(&self, what: Prunable) -> Option<DateTime<Utc>> {
         match what {
             Prunable::ForgedDeliveries => self.forged,
+            Prunable::PoolSamples => self.samples,
             _ => self.history,
         }
     }
@@ -103,6 +114,7 @@ pub struct PruneReport {
     pub runs: u64,
     pub runners: u64,
     pub redeliveries: u64,
+    pub pool_samples: u64,
     /// Bytes given back to the filesystem (SQLite; the file shrinks at the next checkpoint).
     pub reclaimed_bytes: u64,
     /// False when shutdown stopped the pass before it was done (the next one continues).
@@ -118,6 +130,7 @@ impl PruneReport {
             Prunable::Runs => &mut self.runs,
             Prunable::Runners => &mut self.runners,
             Prunable::Redeliveries => &mut self.redeliveries,
+            Prunable::PoolSamples => &mut self.pool_samples,
         } += rows;
     }
 
@@ -129,6 +142,7 @@ impl PruneReport {
             + self.runs
             + self.runners
             + self.redeliveries
+            + self.pool_samples
     }
 }
 
@@ -205,10 +219,8 @@ pub async fn run(
             continue;
         }
         next = tokio::time::Instant::now() + PASS_INTERVAL;
+        // Never all off: pool history is always bounded.
         let cutoffs = Cutoffs::from_config(&config.borrow().database, Utc::now());
-        if cutoffs == Cutoffs::default() {
-            continue; // both retentions are off
-        }
         match prune(store.as_ref(), &cutoffs, &shutdown).await {
             Ok(report) => {
                 metrics::counter!(crate::metrics::RETENTION_PASSES_TOTAL, "result" => "success")
@@ -220,6 +232,7 @@ pub async fn run(
                         jobs = report.jobs,
                         runs = report.runs,
                         runners = report.runners,
+                        pool_samples = report.pool_samples,
                         reclaimed_bytes = report.reclaimed_bytes,
                         "retention: deleted rows past database.retention"
                     );
@@ -259,9 +272,20 @@ mod tests {
         assert_eq!((cutoffs.history, cutoffs.forged), (None, days(7)));
         let cutoffs = Cutoffs::from_config(&database(30, 0), now);
         assert_eq!(cutoffs.forged, days(30));
+        let cutoffs = Cutoffs::from_config(&database(0, 0), now);
+        assert_eq!((cutoffs.history, cutoffs.forged), (None, None));
+    }
+
+    #[test]
+    fn pool_history_is_bounded_even_when_the_rest_is_kept_for_ever() {
+        let now = Utc::now();
+        let days = |n| Some(now - TimeDelta::days(n));
+        assert_eq!(Cutoffs::from_config(&database(0, 0), now).samples, days(7));
+        assert_eq!(Cutoffs::from_config(&database(30, 7), now).samples, days(7));
         assert_eq!(
-            Cutoffs::from_config(&database(0, 0), now),
-            Cutoffs::default()
+            Cutoffs::from_config(&database(3, 7), now).samples,
+            days(3),
+            "a shorter database.retention applies to the samples too"
         );
     }
 

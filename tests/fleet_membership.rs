@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::daemon::Daemon;
+use common::db_cut::Cut;
 use common::until;
 use serde_json::Value;
 use store_backends::TestDatabase;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 
 #[path = "common/store_backends.rs"]
 mod store_backends;
@@ -178,83 +175,10 @@ async fn instances_join_one_leads_and_a_delivery_to_two_is_stored_and_processed_
     database.drop_now().await;
 }
 
-/// A TCP proxy to PostgreSQL that the test can cut (every connection closed, new ones refused)
-/// and heal.
-#[derive(Clone)]
-struct Cut {
-    open: Arc<Mutex<bool>>,
-    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl Cut {
-    async fn start(upstream: SocketAddr) -> (Cut, SocketAddr) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Cut {
-            open: Arc::new(Mutex::new(true)),
-            connections: Arc::default(),
-        };
-        let me = cut.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if !*me.open.lock().unwrap() {
-                    let _ = client.shutdown().await;
-                    continue;
-                }
-                let pipe = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                me.connections.lock().unwrap().push(pipe);
-            }
-        });
-        (cut, addr)
-    }
-
-    fn cut(&self) {
-        *self.open.lock().unwrap() = false;
-        for pipe in self.connections.lock().unwrap().drain(..) {
-            pipe.abort();
-        }
-    }
-
-    fn heal(&self) {
-        *self.open.lock().unwrap() = true;
-    }
-}
-
-/// `postgres://user@127.0.0.1:5432/db?x` → the host:port, and the URL through `via`.
-fn through(url: &str, via: SocketAddr) -> (SocketAddr, String) {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (authority, path) = rest.split_once('/').unwrap();
-    let (user, host) = authority
-        .rsplit_once('@')
-        .map_or(("", authority), |(u, h)| (u, h));
-    let upstream = std::net::ToSocketAddrs::to_socket_addrs(host)
-        .unwrap()
-        .next()
-        .unwrap();
-    let user = if user.is_empty() {
-        String::new()
-    } else {
-        format!("{user}@")
-    };
-    (upstream, format!("{scheme}://{user}{via}/{path}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_cut_off_from_the_database_stops_being_ready_is_given_up_and_comes_back() {
     let database = TestDatabase::create().await;
-    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_addr = proxy.local_addr().unwrap();
-    drop(proxy);
-    let (upstream, _) = through(&database.url, proxy_addr);
-    let (cut, via) = Cut::start(upstream).await;
-    let (_, cut_url) = through(&database.url, via);
+    let (cut, cut_url) = Cut::start(&database.url).await;
     let a = start(&database.url, "steady");
     let b = start(&cut_url, "cut-off");
     until(20, "both alive", async || {

@@ -33,7 +33,19 @@ fn deb_assets_exist_and_cover_binary_config_unit_and_user() {
         };
         assert!(u32::from_str_radix(mode, 8).is_ok(), "mode {mode}");
         // The binary is built by `cargo deb` itself.
-        if !source.starts_with("target/") {
+        if let Some((dir, suffix)) = source.split_once("/*") {
+            // cargo-deb expands globs (`docs/*.md`): one that matches nothing ships nothing.
+            assert!(
+                target.ends_with('/'),
+                "glob {source} needs a directory target"
+            );
+            let matched = std::fs::read_dir(root().join(dir))
+                .unwrap_or_else(|e| panic!("asset {source}: {e}"))
+                .filter_map(Result::ok)
+                .filter(|entry| entry.file_name().to_string_lossy().ends_with(suffix))
+                .count();
+            assert!(matched > 0, "asset {source} matches no file");
+        } else if !source.starts_with("target/") {
             assert!(root().join(source).is_file(), "asset {source} is missing");
         }
         targets.push(target.to_owned());

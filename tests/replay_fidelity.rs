@@ -3,7 +3,7 @@
 //! replays them under the same configuration with the boot time measured live. Every job must
 //! be served in both, and each job's replayed queue wait must be close to the live one.
 //!
-//! What "close" can mean here, and why (the numbers are printed; README, "Capacity planning"):
+//! What "close" can mean here, and why (the numbers are printed; docs/capacity-planning.md):
 //! - GitHub's timestamps have whole seconds. Replay sees each job's `created_at` and its run
 //!   time (`completed_at − started_at`) truncated, so each input is off by up to a second.
 //! - A runner's boot is not a constant: launch → taking a job varies from runner to runner

@@ -2,7 +2,7 @@
 //! generated three-hour workload on two pools, replayed under two configurations; every chart
 //! is drawn for every pool, the numbers on the page are the ones `--json` prints, nothing
 //! outside the file is loaded, and input in the page stays text. The screenshot of the page is
-//! the README's (`docs/replay-report.png`).
+//! the one in docs/capacity-planning.md (`docs/replay-report.png`).
 
 mod common;
 

@@ -3,7 +3,8 @@
 //! file shrinks back; what is still needed (jobs not completed) stays. Also: an existing database
 //! made without incremental auto-vacuum is converted at start.
 //!
-//! `cargo nextest run --test retention --no-capture` prints the sizes the README quotes.
+//! `cargo nextest run --test retention --no-capture` prints the sizes docs/operations.md quotes
+//! ("Database size").
 
 mod common;
 

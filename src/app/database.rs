@@ -101,7 +101,8 @@ pub(super) async fn take_database(
 /// is small: its fsync of the database file delays the WAL fsyncs that acknowledgements wait
 /// on by about its size. Measured at a steady 1,000 deliveries/s over 30 s (ingest bench), p99
 /// of the acknowledgements in back-to-back runs: 3.1–4.1 ms every 100 ms, 10.8 ms every 50 ms
-/// (more fsyncs), 49 ms every 250 ms (larger ones); the README has the spread over more runs.
+/// (more fsyncs), 49 ms every 250 ms (larger ones); docs/performance.md has the spread over more
+/// runs.
 const STORE_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs the store's housekeeping until `shutdown`; stops the daemon (`stop_daemon`) if the

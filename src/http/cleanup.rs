@@ -68,6 +68,7 @@ async fn cleanup(
             "runs": report.runs,
             "runners": report.runners,
             "redeliveries": report.redeliveries,
+            "pool_samples": report.pool_samples,
         },
         "older_than": older_than,
         "before": cutoffs.history,

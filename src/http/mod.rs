@@ -7,6 +7,7 @@ mod dashboard;
 mod dead_letters;
 pub mod error;
 mod health;
+mod history;
 mod instances;
 mod jobs;
 mod metrics;
@@ -33,6 +34,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
     let api = Router::new()
         .merge(webhooks::management_routes())
         .merge(jobs::routes())
+        .merge(history::routes())
         .merge(runners::routes())
         .merge(instances::routes())
         .merge(cleanup::routes())

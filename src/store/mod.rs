@@ -7,10 +7,12 @@
 
 mod filters;
 pub mod fleet;
+mod history;
 mod hot_payloads;
 mod live;
 pub mod postgres;
 mod postgres_fleet;
+mod postgres_history;
 mod postgres_live;
 mod postgres_prune;
 mod postgres_recovery;
@@ -22,6 +24,7 @@ pub mod sqlite;
 mod sqlite_batch;
 mod sqlite_checkpoint;
 mod sqlite_events;
+mod sqlite_history;
 mod sqlite_identity;
 mod sqlite_prune;
 mod sqlite_recovery;
@@ -33,6 +36,7 @@ mod wal_sync;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use history::{JobWait, PoolMinute, PoolSample};
 pub use live::*;
 pub use prune::{Prunable, RUN_LIFETIME_LIMIT, Reclaimed};
 pub use recovery::*;
@@ -122,6 +126,14 @@ pub trait Store: RecoveryStore + Send + Sync + 'static {
         &self,
         batch: &[NewDelivery],
     ) -> StoreResult<Committed<Vec<InsertOutcome>>>;
+
+    /// How many [`Store::append_deliveries`] the ingest writer may run at once. SQLite has one
+    /// write connection and overlaps a transaction with the previous one's fsync by itself; a
+    /// PostgreSQL commit returns only after its fsync, so the writer keeps several in flight
+    /// and the server flushes their commits together.
+    fn concurrent_appends(&self) -> usize {
+        1
+    }
 
     /// [`Store::append_deliveries`], returning once the batch is durable.
     async fn insert_deliveries(&self, batch: &[NewDelivery]) -> StoreResult<Vec<InsertOutcome>> {
@@ -251,4 +263,27 @@ pub trait Store: RecoveryStore + Send + Sync + 'static {
         repository: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Job>>;
+
+    // ---- pool history (`crate::history`) ----
+
+    /// Records `instance`'s counters of each pool for `minute` (a time truncated to the
+    /// minute), replacing what the same instance recorded for the same minute and pool.
+    async fn record_pool_samples(
+        &self,
+        instance: &str,
+        minute: DateTime<Utc>,
+        samples: &[PoolSample],
+    ) -> StoreResult<()>;
+
+    /// Jobs waiting for a runner, per pool (the queue that [`Store::schedulable_jobs`]
+    /// rebuilds, refused jobs left out: in a fleet, the whole fleet's), pools by name.
+    async fn queued_jobs_per_pool(&self) -> StoreResult<Vec<(String, u64)>>;
+
+    /// Every pool's minutes at or after `since`, by pool then minute; each minute adds up the
+    /// instances that sampled it as [`PoolMinute`] says.
+    async fn pool_minutes(&self, since: DateTime<Utc>) -> StoreResult<Vec<PoolMinute>>;
+
+    /// Jobs that started on a runner at or after `since` and know when they were queued, the
+    /// latest `limit` of them.
+    async fn job_waits(&self, since: DateTime<Utc>, limit: u32) -> StoreResult<Vec<JobWait>>;
 }

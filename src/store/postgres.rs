@@ -36,6 +36,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// room to spare; several instances share the server's `max_connections`.
 const POOL_CONNECTIONS: u32 = 10;
 
+/// Ingest transactions in flight at once (of [`POOL_CONNECTIONS`]): while one waits for the
+/// server's fsync the next is already being written, and commits that arrive together are
+/// flushed together by the server.
+const CONCURRENT_APPENDS: usize = 4;
+
 /// How long a caller waits for a free connection before the call fails (and `/readyz` says so).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,6 +81,11 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // The pool's default pings each connection before lending it: a round trip added
+            // to every transaction. A connection the server closed meanwhile fails on use
+            // instead, is dropped by the pool, and `retry_transient` runs the work again on
+            // another (all this store's transactions can run twice: inserts and upserts).
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         refuse_asynchronous_commit(&pool).await?;
@@ -165,24 +175,46 @@ async fn refuse_asynchronous_commit(pool: &PgPool) -> StoreResult<()> {
 }
 
 /// Runs `attempt` again when PostgreSQL aborted it as a deadlock victim or a serialization
-/// failure; the transaction was rolled back, so running it again is exactly the retry it asks
-/// for.
+/// failure (the transaction was rolled back, so running it again is exactly the retry it asks
+/// for), or when the connection it ran on turned out closed (a server restart closes every
+/// pooled one; the pool drops each as it fails). A commit whose answer was lost may have
+/// landed: the callers' statements are inserts that skip what exists and upserts, so running
+/// one twice leaves what running it once does.
 pub(super) async fn retry_transient<T, F, Fut>(mut attempt: F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = StoreResult<T>>,
 {
-    let mut tries = 1;
+    let mut aborted = 1;
+    let mut connections_lost = 0;
     loop {
         match attempt().await {
             Err(StoreError::Database(error))
-                if tries < TRANSIENT_ATTEMPTS && is_transient(&error) =>
+                if aborted < TRANSIENT_ATTEMPTS && is_transient(&error) =>
             {
-                tracing::debug!(%error, tries, "retrying a transaction PostgreSQL aborted");
-                tries += 1;
+                tracing::debug!(%error, aborted, "retrying a transaction PostgreSQL aborted");
+                aborted += 1;
+            }
+            Err(StoreError::Database(error))
+                if connections_lost < POOL_CONNECTIONS && is_connection_lost(&error) =>
+            {
+                tracing::debug!(%error, "retrying on another connection");
+                connections_lost += 1;
             }
             result => return result,
         }
+    }
+}
+
+/// The connection broke (an I/O error) or the server ended the session (57P01
+/// admin_shutdown, 57P02 crash_shutdown): the work may run again on a fresh connection.
+fn is_connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        error => error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "57P01" || code == "57P02"),
     }
 }
 
@@ -310,6 +342,10 @@ impl Store for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn concurrent_appends(&self) -> usize {
+        CONCURRENT_APPENDS
     }
 
     async fn append_deliveries(
@@ -609,6 +645,29 @@ impl Store for PostgresStore {
         .bind(sql_count(limit))
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    // Pool history: `postgres_history.rs`.
+
+    async fn record_pool_samples(
+        &self,
+        instance: &str,
+        minute: DateTime<Utc>,
+        samples: &[PoolSample],
+    ) -> StoreResult<()> {
+        self.pg_record_pool_samples(instance, minute, samples).await
+    }
+
+    async fn queued_jobs_per_pool(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.pg_queued_jobs_per_pool().await
+    }
+
+    async fn pool_minutes(&self, since: DateTime<Utc>) -> StoreResult<Vec<PoolMinute>> {
+        self.pg_pool_minutes(since).await
+    }
+
+    async fn job_waits(&self, since: DateTime<Utc>, limit: u32) -> StoreResult<Vec<JobWait>> {
+        self.pg_job_waits(since, limit).await
     }
 }
 

@@ -95,6 +95,16 @@ impl PostgresStore {
             .execute(&self.pool)
             .await?
             .rows_affected(),
+            Prunable::PoolSamples => sqlx::query(
+                "DELETE FROM pool_samples WHERE (minute, instance, pool) IN \
+                     (SELECT minute, instance, pool FROM pool_samples WHERE minute < $1 \
+                     ORDER BY minute LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
         };
         Ok(deleted)
     }

@@ -27,17 +27,20 @@ pub enum Prunable {
     /// Redeliveries last asked of GitHub before the cutoff. GitHub lists a delivery for 3
     /// days and `database.retention` is at least that, so none of them can be asked again.
     Redeliveries,
+    /// Pool history samples (`crate::history`) of minutes before the cutoff.
+    PoolSamples,
 }
 
 impl Prunable {
     /// In the order retention deletes them (none depends on another).
-    pub const ALL: [Prunable; 6] = [
+    pub const ALL: [Prunable; 7] = [
         Prunable::Deliveries,
         Prunable::ForgedDeliveries,
         Prunable::Jobs,
         Prunable::Runs,
         Prunable::Runners,
         Prunable::Redeliveries,
+        Prunable::PoolSamples,
     ];
 
     /// The name in metrics and in the cleanup endpoint's answer.
@@ -49,6 +52,7 @@ impl Prunable {
             Prunable::Runs => "runs",
             Prunable::Runners => "runners",
             Prunable::Redeliveries => "redeliveries",
+            Prunable::PoolSamples => "pool_samples",
         }
     }
 }

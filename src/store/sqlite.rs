@@ -608,6 +608,30 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<String>> {
         self.sql_job_repositories_since(since, limit).await
     }
+
+    // Pool history: `sqlite_history.rs`.
+
+    async fn record_pool_samples(
+        &self,
+        instance: &str,
+        minute: DateTime<Utc>,
+        samples: &[PoolSample],
+    ) -> StoreResult<()> {
+        self.sql_record_pool_samples(instance, minute, samples)
+            .await
+    }
+
+    async fn queued_jobs_per_pool(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.sql_queued_jobs_per_pool().await
+    }
+
+    async fn pool_minutes(&self, since: DateTime<Utc>) -> StoreResult<Vec<PoolMinute>> {
+        self.sql_pool_minutes(since).await
+    }
+
+    async fn job_waits(&self, since: DateTime<Utc>, limit: u32) -> StoreResult<Vec<JobWait>> {
+        self.sql_job_waits(since, limit).await
+    }
 }
 
 impl SqliteStore {

@@ -120,6 +120,18 @@ impl SqliteStore {
                     .push(") RETURNING 1");
                 });
             }
+            Prunable::PoolSamples => {
+                script.add(|q| {
+                    q.push(
+                        "DELETE FROM pool_samples WHERE rowid IN \
+                         (SELECT rowid FROM pool_samples WHERE minute < ",
+                    )
+                    .push_bind(before)
+                    .push(" ORDER BY minute LIMIT ")
+                    .push_bind(limit)
+                    .push(") RETURNING 1");
+                });
+            }
         }
         let deleted = script.commit(&mut *self.writer().await).await?.len() as u64;
         if deleted > 0 {

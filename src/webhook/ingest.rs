@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::intake::NewDelivery;
@@ -117,8 +117,14 @@ async fn write_loop(
     tracker: tokio_util::task::TaskTracker,
     health: Arc<WriteHealth>,
 ) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    // A permit is taken before collecting a batch: while every transaction the store allows is
+    // in flight, deliveries wait in the channel and the next batch is larger.
+    let in_flight = Arc::new(Semaphore::new(store.concurrent_appends().max(1)));
     loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return; // never closed
+        };
+        let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
         let received = tokio::select! {
             // Prefer draining: on shutdown, everything already submitted is still written.
             biased;
@@ -132,7 +138,16 @@ async fn write_loop(
             tracing::debug!("ingest writer stopped");
             return;
         }
-        write_batch(store.as_ref(), &mut batch, &stored, &tracker, &health).await;
+        let (store, stored, tracker_, health) = (
+            store.clone(),
+            stored.clone(),
+            tracker.clone(),
+            health.clone(),
+        );
+        tracker.spawn(async move {
+            write_batch(store.as_ref(), batch, &stored, &tracker_, &health).await;
+            drop(permit);
+        });
     }
 }
 
@@ -140,14 +155,14 @@ async fn write_loop(
 /// commit is durable.
 async fn write_batch(
     store: &dyn Store,
-    batch: &mut Vec<Pending>,
+    batch: Vec<Pending>,
     stored: &Arc<Notify>,
     tracker: &tokio_util::task::TaskTracker,
     health: &Arc<WriteHealth>,
 ) {
     let started = Instant::now();
     let (deliveries, waiters): (Vec<NewDelivery>, Vec<_>) =
-        batch.drain(..).map(|p| (p.delivery, p.done)).unzip();
+        batch.into_iter().map(|p| (p.delivery, p.done)).unzip();
     metrics::histogram!(crate::metrics::WEBHOOK_INGEST_BATCH_SIZE).record(deliveries.len() as f64);
     let committed = match store.append_deliveries(&deliveries).await {
         Ok(committed) => committed,

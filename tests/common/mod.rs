@@ -3,7 +3,9 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod db_cut;
 pub mod e2e;
+pub mod fleet;
 pub mod github_stub;
 mod shapes;
 pub mod sim;
@@ -54,7 +56,8 @@ pub fn test_config_without_pools(dir: &Path) -> Config {
     config_with_pools(dir, "")
 }
 
-fn config_with_pools(dir: &Path, pools: &str) -> Config {
+/// A test config with these `[[pools]]` (TOML), database in `dir`.
+pub fn config_with_pools(dir: &Path, pools: &str) -> Config {
     config_on(&format!("sqlite://{}/runnerhub.db", dir.display()), pools)
 }
 

@@ -1,6 +1,7 @@
-// runnerhub dashboard: one WebSocket (`/ws`), no other request. The snapshot sets the state,
-// each change replaces one object (job by id, runner by id, pool by name), and a reconnect
-// resumes with `since=<last seq>` so nothing is missed or shown twice.
+// runnerhub dashboard: one WebSocket (`/ws`) for the live state, and `GET /api/history` each
+// minute for the charts (charts.js). The snapshot sets the state, each change replaces one
+// object (job by id, runner by id, pool by name), and a reconnect resumes with
+// `since=<last seq>` so nothing is missed or shown twice.
 "use strict";
 
 const WEBHOOKS_SHOWN = 60;
@@ -8,6 +9,8 @@ const FINISHED_SHOWN = 25;
 const SNAPSHOT_EVERY_MS = 30000; // refreshes the headline numbers (computed by the daemon)
 const PING_EVERY_MS = 20000;
 const SILENCE_LIMIT_MS = 50000; // no message at all for this long: the connection is dead
+const HISTORY_HOURS = 24;
+const HISTORY_EVERY_MS = 60000; // the daemon samples once a minute
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -235,6 +238,27 @@ function renderPools(queue) {
   }), max ? el("p", { class: "muted" }, `host limit: ${max} runners`) : "", fleetLine());
 }
 
+// ---- history (charts.js draws it) ----
+
+async function loadHistory() {
+  const status = $("history-status");
+  try {
+    const r = await fetch(`/api/history?hours=${HISTORY_HOURS}`, {
+      headers: token ? { Authorization: "Bearer " + token } : {}, cache: "no-store",
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      status.textContent = r.status === 401 ? "History needs the API token."
+        : "History unavailable: " + ((body.error && body.error.message) || r.status);
+      return;
+    }
+    drawHistory(body.data);
+    status.textContent = "";
+  } catch (e) {
+    status.textContent = "History unavailable: " + e.message;
+  }
+}
+
 // ---- filter, keys, timers ----
 
 function applyFilter(repo) {
@@ -256,6 +280,7 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.setItem("runnerhub.token", token);
     $("token-form").hidden = true;
     if (!ws) connect();
+    loadHistory();
   });
   document.addEventListener("keydown", (e) => {
     const typing = e.target instanceof HTMLInputElement;
@@ -269,5 +294,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (ws && Date.now() - lastHeard > SILENCE_LIMIT_MS) ws.close(); // onclose reconnects
   }, PING_EVERY_MS));
   timers.push(setInterval(scheduleRender, 1000)); // wait times tick
+  timers.push(setInterval(loadHistory, HISTORY_EVERY_MS));
   connect();
+  loadHistory();
 });
