@@ -34,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 #[allow(dead_code)]
 #[path = "shared/disk_probe.rs"]
 mod disk_probe;
+#[path = "shared/docker_bench.rs"]
+mod docker_bench;
+use docker_bench::{InstanceCleanup, arg};
 
 const SECRET: &str = "burst-secret";
 const SIM_TOKEN: &str = "sim-token";
@@ -44,42 +47,6 @@ const REPO: &str = "acme/burst";
 const BASELINE_CONCURRENCY: usize = 8;
 /// Jobs outlast a round, so that no runner finishes (and is torn down) while others launch.
 const JOB_SECS: u64 = 600;
-
-fn arg(name: &str, default: usize) -> usize {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter()
-        .position(|a| a == name)
-        .and_then(|i| argv.get(i + 1))
-        .map_or(default, |v| {
-            v.parse().unwrap_or_else(|_| panic!("{name} N"))
-        })
-}
-
-/// Removes every container with `runnerhub.instance=<instance>` when dropped, so that a panic
-/// leaves nothing behind (the normal path removes them first, through the API).
-struct InstanceCleanup(String);
-
-impl Drop for InstanceCleanup {
-    fn drop(&mut self) {
-        let filter = format!("label={LABEL_INSTANCE}={}", self.0);
-        let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output()
-        else {
-            return;
-        };
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v"])
-                .args(&ids)
-                .output();
-        }
-    }
-}
 
 /// One round's result: when each runner first reached the simulator, after the start.
 struct Round {
@@ -330,7 +297,7 @@ fn stats(name: &str, rounds: &[Round]) -> (f64, f64) {
 
 #[tokio::main]
 async fn main() {
-    let (jobs, rounds) = (arg("--jobs", 30), arg("--rounds", 3));
+    let (jobs, rounds) = (arg::<usize>("--jobs", 30), arg::<usize>("--rounds", 3));
     let build = Command::new("bash")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -32,47 +32,15 @@ use serde_json::Value;
 #[allow(dead_code)]
 #[path = "shared/disk_probe.rs"]
 mod disk_probe;
+#[path = "shared/docker_bench.rs"]
+mod docker_bench;
+use docker_bench::{InstanceCleanup, arg, containers_of};
 
 const SECRET: &str = "kill9-secret";
 const SIM_TOKEN: &str = "sim-token";
 const IMAGE: &str = "runnerhub-test-runner:latest";
 const LABELS: &[&str] = &["self-hosted", "linux", "x64"];
 const REPOSITORIES: &[&str] = &["acme/api", "acme/web", "acme/docs"];
-
-fn arg(name: &str, default: u64) -> u64 {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter()
-        .position(|a| a == name)
-        .and_then(|i| argv.get(i + 1))
-        .map_or(default, |v| {
-            v.parse().unwrap_or_else(|_| panic!("{name} N"))
-        })
-}
-
-/// Removes every container of the run's instance at the end, even after a panic.
-struct InstanceCleanup(String);
-
-impl Drop for InstanceCleanup {
-    fn drop(&mut self) {
-        for id in containers_of(&self.0) {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v", &id])
-                .output();
-        }
-    }
-}
-
-fn containers_of(instance: &str) -> Vec<String> {
-    let filter = format!("label=runnerhub.instance={instance}");
-    let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &filter])
-        .output()
-        .expect("docker ps");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The daemon under test: the release binary, its log appended to `daemon.log`.
 struct Daemon {
@@ -230,9 +198,9 @@ fn machine() -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes `--bench`; the options are ours.
-    let rounds = arg("--rounds", 20);
-    let slots = arg("--slots", 3);
-    let rate = arg("--jobs-per-sec", 2).max(1);
+    let rounds = arg::<u64>("--rounds", 20);
+    let slots = arg::<u64>("--slots", 3);
+    let rate = arg::<u64>("--jobs-per-sec", 2).max(1);
     let command = format!(
         "cargo bench --bench kill9 -- --rounds {rounds} --slots {slots} --jobs-per-sec {rate}"
     );
