@@ -197,8 +197,11 @@ async fn events_report_start_exit_code_and_destroy() {
 async fn out_of_memory_is_reported() {
     let runtime = runtime().await;
     let mut events = runtime.events();
-    // Doubles a shell string until the 8 MiB limit (no swap) triggers the OOM killer.
-    let (spec, _cleanup) = spec(&["sh", "-c", "a=x; while true; do a=$a$a; done"], "8m");
+    // Doubles a shell string until the 32 MiB limit (no swap) triggers the OOM killer. With
+    // 8 MiB the kill sometimes came before the engine watched the container's memory events:
+    // exit 137 with no `oom` event and `OOMKilled` false (2 of 5 by hand with `docker run`, and
+    // once in CI), so there was nothing for the daemon to report; 32 MiB: 16 of 16 reported.
+    let (spec, _cleanup) = spec(&["sh", "-c", "a=x; while true; do a=$a$a; done"], "32m");
 
     let id = runtime.create_and_start(&spec).await.unwrap();
     let (exit_code, oom) = wait_for(&mut events, |e| match e {
