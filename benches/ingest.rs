@@ -203,6 +203,15 @@ fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) -> Summar
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().unwrap().as_secs_f64() * 1000.0,
     };
+    // The phase's wall-clock bounds, to line it up with samples taken outside the bench
+    // (the server's sessions, its log).
+    let ended = chrono::Utc::now();
+    let began = ended - chrono::TimeDelta::from_std(elapsed).unwrap_or_default();
+    println!(
+        "{name} ({} to {} UTC)",
+        began.format("%H:%M:%S%.3f"),
+        ended.format("%H:%M:%S%.3f")
+    );
     println!(
         "{name}: {} acks in {:.1} s = {:.0} acks/s; latency p50 {:.2} ms, p90 {:.2} ms, \
          p99 {:.2} ms, max {:.2} ms",

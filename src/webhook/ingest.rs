@@ -117,9 +117,11 @@ async fn write_loop(
     tracker: tokio_util::task::TaskTracker,
     health: Arc<WriteHealth>,
 ) {
+    let most = store.concurrent_appends().max(1);
     // A permit is taken before collecting a batch: while every transaction the store allows is
     // in flight, deliveries wait in the channel and the next batch is larger.
-    let in_flight = Arc::new(Semaphore::new(store.concurrent_appends().max(1)));
+    let in_flight = Arc::new(Semaphore::new(most));
+    let finished = Arc::new(Notify::new());
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return; // never closed
@@ -128,26 +130,68 @@ async fn write_loop(
         let received = tokio::select! {
             // Prefer draining: on shutdown, everything already submitted is still written.
             biased;
-            n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+            n = collect(&mut rx, &mut batch, &in_flight, most, &finished) => n,
             _ = shutdown.cancelled() => {
                 rx.close();
-                rx.recv_many(&mut batch, MAX_BATCH).await
+                let room = MAX_BATCH - batch.len();
+                rx.recv_many(&mut batch, room).await;
+                batch.len()
             }
         };
         if received == 0 {
             tracing::debug!("ingest writer stopped");
             return;
         }
-        let (store, stored, tracker_, health) = (
+        let (store, stored, tracker_, health, finished) = (
             store.clone(),
             stored.clone(),
             tracker.clone(),
             health.clone(),
+            finished.clone(),
         );
         tracker.spawn(async move {
             write_batch(store.as_ref(), batch, &stored, &tracker_, &health).await;
             drop(permit);
+            finished.notify_waiters();
         });
+    }
+}
+
+/// Deliveries queued per transaction already in flight before another one starts beside them.
+/// Each transaction costs the server a fixed amount of work whatever its size (planning, locks,
+/// its commit record), so under load a few large batches take less of the cores than many of
+/// one or two. When the disk is slow and deliveries pile up, more transactions go in flight
+/// and their commits still wait on one flush together.
+const QUEUED_PER_TRANSACTION: usize = 8;
+
+/// Fills `batch` with what is queued (at least one delivery; 0 means the channel closed). With
+/// no other transaction in flight it goes at once; beside `n` of them, once `n ×
+/// QUEUED_PER_TRANSACTION` deliveries are queued, or sooner as those finish.
+async fn collect(
+    rx: &mut mpsc::Receiver<Pending>,
+    batch: &mut Vec<Pending>,
+    in_flight: &Semaphore,
+    most: usize,
+    finished: &Notify,
+) -> usize {
+    loop {
+        // Listening before counting: a transaction that finishes after the count wakes us.
+        let one_finished = finished.notified();
+        tokio::pin!(one_finished);
+        one_finished.as_mut().enable();
+        // This writer holds one permit; every other one taken is a transaction in flight.
+        let others = most - 1 - in_flight.available_permits();
+        let enough = (others * QUEUED_PER_TRANSACTION).clamp(1, MAX_BATCH);
+        if batch.len() >= enough {
+            return batch.len();
+        }
+        tokio::select! {
+            biased;
+            n = rx.recv_many(batch, MAX_BATCH - batch.len()) => if n == 0 {
+                return batch.len();
+            },
+            _ = one_finished, if !batch.is_empty() => {}
+        }
     }
 }
 
@@ -202,5 +246,89 @@ fn fail(waiters: Vec<oneshot::Sender<Result<InsertOutcome, IngestError>>>, error
     }
     for done in waiters {
         let _ = done.send(Err(IngestError::Storage));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+
+    use futures::poll;
+
+    use super::*;
+
+    fn pending(n: usize) -> Vec<Pending> {
+        (0..n)
+            .map(|i| Pending {
+                delivery: NewDelivery {
+                    delivery_id: format!("guid-{i}"),
+                    event: "ping".to_owned(),
+                    action: None,
+                    repository: None,
+                    payload: crate::webhook::payload_codec::Payload::compress("{}"),
+                    signature_valid: true,
+                    received_at: chrono::Utc::now(),
+                    settled: None,
+                },
+                done: oneshot::channel().0,
+            })
+            .collect()
+    }
+
+    async fn send(tx: &mpsc::Sender<Pending>, n: usize) {
+        for p in pending(n) {
+            tx.send(p).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn alone_a_batch_goes_with_what_is_queued() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (in_flight, finished) = (Semaphore::new(4), Notify::new());
+        let _mine = in_flight.acquire().await.unwrap();
+        send(&tx, 1).await;
+        let mut batch = Vec::new();
+        assert_eq!(collect(&mut rx, &mut batch, &in_flight, 4, &finished).await, 1);
+    }
+
+    #[tokio::test]
+    async fn beside_a_transaction_in_flight_it_waits_for_a_batchs_worth() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (in_flight, finished) = (Semaphore::new(4), Notify::new());
+        let _other = in_flight.acquire().await.unwrap();
+        let _mine = in_flight.acquire().await.unwrap();
+        send(&tx, 3).await;
+        let mut batch = Vec::new();
+        let mut collecting = pin!(collect(&mut rx, &mut batch, &in_flight, 4, &finished));
+        assert!(poll!(collecting.as_mut()).is_pending());
+        send(&tx, QUEUED_PER_TRANSACTION - 4).await;
+        assert!(poll!(collecting.as_mut()).is_pending());
+        send(&tx, 1).await;
+        assert_eq!(collecting.await, QUEUED_PER_TRANSACTION);
+    }
+
+    #[tokio::test]
+    async fn it_goes_with_fewer_once_the_transaction_in_flight_finishes() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (in_flight, finished) = (Semaphore::new(4), Notify::new());
+        let other = in_flight.acquire().await.unwrap();
+        let _mine = in_flight.acquire().await.unwrap();
+        send(&tx, 3).await;
+        let mut batch = Vec::new();
+        let mut collecting = pin!(collect(&mut rx, &mut batch, &in_flight, 4, &finished));
+        assert!(poll!(collecting.as_mut()).is_pending());
+        drop(other);
+        finished.notify_waiters();
+        assert_eq!(collecting.await, 3);
+    }
+
+    #[tokio::test]
+    async fn a_closed_empty_queue_gives_nothing() {
+        let (tx, mut rx) = mpsc::channel::<Pending>(4);
+        drop(tx);
+        let (in_flight, finished) = (Semaphore::new(4), Notify::new());
+        let _mine = in_flight.acquire().await.unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(collect(&mut rx, &mut batch, &in_flight, 4, &finished).await, 0);
     }
 }
