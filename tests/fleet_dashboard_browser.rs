@@ -21,14 +21,6 @@ mod store_backends;
 
 const GPU: &[&str] = &["self-hosted", "gpu"];
 
-/// The value of a series exactly as `/metrics` prints it (`name{labels}`), if exposed.
-async fn metric(metrics_url: &str, series: &str) -> Option<f64> {
-    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_instances_runner_and_pool_show_and_a_dead_instance_is_marked_down() {
     let database = TestDatabase::create().await;
@@ -45,7 +37,7 @@ async fn another_instances_runner_and_pool_show_and_a_dead_instance_is_marked_do
     until(10, "the leader's gauges, and 0 on the other", async || {
         let mut counts = Vec::new();
         for daemon in fleet.daemons.iter().flatten() {
-            counts.push(metric(&daemon.url("/metrics"), alive).await?);
+            counts.push(common::scraped(&daemon.url("/metrics"), alive).await?);
         }
         counts.sort_by(f64::total_cmp);
         (counts == [0.0, 2.0]).then_some(())
@@ -140,10 +132,11 @@ async fn another_instances_runner_and_pool_show_and_a_dead_instance_is_marked_do
         10,
         "B's gauges: one dead, one alive, B leading",
         async || {
-            let dead = metric(&b_metrics, r#"runnerhub_fleet_instances{state="dead"}"#).await?;
-            let alive = metric(&b_metrics, alive).await?;
-            let leads = metric(&b_metrics, "runnerhub_fleet_leader").await?;
-            let capacity = metric(&b_metrics, "runnerhub_fleet_capacity").await?;
+            let dead =
+                common::scraped(&b_metrics, r#"runnerhub_fleet_instances{state="dead"}"#).await?;
+            let alive = common::scraped(&b_metrics, alive).await?;
+            let leads = common::scraped(&b_metrics, "runnerhub_fleet_leader").await?;
+            let capacity = common::scraped(&b_metrics, "runnerhub_fleet_capacity").await?;
             (dead == 1.0 && alive == 1.0 && leads == 1.0 && capacity == 2.0).then_some(())
         },
     )

@@ -126,4 +126,20 @@ pub trait FleetStore: Send + Sync + 'static {
 
     /// Every instance that joined, with whether it is alive and which one leads.
     async fn instances(&self, timeout: Duration) -> StoreResult<Vec<InstanceRecord>>;
+
+    /// Deletes the row of an instance that left the fleet for good, so it is no longer listed
+    /// (nor counted dead): refused while it is alive or still has live runners recorded. An
+    /// instance forgotten by mistake joins again at its next heartbeat.
+    async fn forget_instance(&self, id: &str, timeout: Duration) -> StoreResult<Forget>;
+}
+
+/// What [`FleetStore::forget_instance`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    Forgotten,
+    Unknown,
+    Alive,
+    /// Live runners are recorded under it: the leader deregisters those not busy, and a busy
+    /// one's record ends with its job.
+    HasRunners(i64),
 }

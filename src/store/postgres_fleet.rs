@@ -252,4 +252,46 @@ impl FleetStore for PostgresStore {
             })
             .collect()
     }
+
+    async fn forget_instance(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> StoreResult<super::fleet::Forget> {
+        use super::fleet::Forget;
+        let mut tx = self.pool.begin().await?;
+        // Locked as a heartbeat locks it: a heartbeat now either comes first (alive: refused)
+        // or after the delete (the instance joins again).
+        let alive: Option<bool> = sqlx::query_scalar(
+            "SELECT dead_since IS NULL AND heartbeat_at >= now() - make_interval(secs => $2) \
+             FROM fleet_instances WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .bind(seconds(timeout))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let answer = match alive {
+            None => Forget::Unknown,
+            Some(true) => Forget::Alive,
+            Some(false) => {
+                let runners: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM runners WHERE instance = $1 AND state <> 'removed'",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if runners > 0 {
+                    Forget::HasRunners(runners)
+                } else {
+                    sqlx::query("DELETE FROM fleet_instances WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Forget::Forgotten
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(answer)
+    }
 }
