@@ -90,6 +90,8 @@ pub struct Fleet {
     pub ids: Vec<String>,
     pub daemons: Vec<Option<Daemon>>,
     pub forwarder: Forwarder,
+    /// TOML appended to every instance's configuration (`[[quotas]]`, …).
+    pub extra_config: String,
 }
 
 impl Fleet {
@@ -99,6 +101,16 @@ impl Fleet {
         prefix: &str,
         databases: Vec<String>,
         names: &[&str],
+    ) -> (Fleet, SimHandle) {
+        Self::launch_with(prefix, databases, names, "").await
+    }
+
+    /// [`Fleet::launch`] with `extra_config` appended to every instance's configuration.
+    pub async fn launch_with(
+        prefix: &str,
+        databases: Vec<String>,
+        names: &[&str],
+        extra_config: &str,
     ) -> (Fleet, SimHandle) {
         tokio::task::spawn_blocking(e2e::ensure_runner_image)
             .await
@@ -122,6 +134,7 @@ impl Fleet {
                 .collect(),
             daemons: Vec::new(),
             forwarder,
+            extra_config: extra_config.to_owned(),
         };
         for i in 0..names.len() {
             fleet.start(i);
@@ -174,7 +187,9 @@ impl Fleet {
             memory = "64m"
             max_runners = 2
             idle_timeout = "20s"
+            {extra}
             "#,
+            extra = self.extra_config,
             id = self.ids[index],
             db = self.databases[index],
             api = self.sim_url,
