@@ -40,8 +40,13 @@ async fn a_quota_over_two_instances_never_has_more_runners_live_than_its_limit()
         max_runners = {QUOTA}
         "#
     );
+    // The quota goes after each instance's pool, at the end of its configuration.
+    let shape = Shape {
+        pools: Some(vec![format!("{}{quota}", pool("linux", LINUX)); 2]),
+        ..Shape::default()
+    };
     let databases = vec![database.url.clone(); 2];
-    let (fleet, sim) = Fleet::launch_with("quota", databases, &["a", "b"], &quota).await;
+    let (fleet, sim) = Fleet::launch_shaped("quota", databases, &["a", "b"], shape).await;
 
     let sampler = LiveRunners::sample(&database.url).await;
     let jobs = enqueue(&sim, 6, Duration::from_secs(2));

@@ -47,6 +47,7 @@ async fn alone(state: &AppState) -> InstanceRecord {
         dead_since: None,
         leader: true,
         pools: config.pools.iter().map(|p| p.name.clone()).collect(),
+        pool_settings: crate::fleet::pool_settings(&config),
         capacity: i64::from(config.limits.max_runners),
         runners,
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::StoreResult;
 use crate::domain::{Job, JobId, Runner};
@@ -20,8 +20,20 @@ pub struct InstanceInfo {
     pub version: String,
     pub started_at: DateTime<Utc>,
     pub pools: Vec<String>,
+    /// The same pools with their sizes, for the other instances' dashboards.
+    pub pool_settings: Vec<PoolSetting>,
     /// `limits.max_runners`.
     pub capacity: i64,
+}
+
+/// A pool as an instance configures it: what another instance's dashboard needs to show
+/// "2 of 4 runners" for a pool it does not serve (the counters come from the runners).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSetting {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub max_runners: u32,
+    pub min_idle: u32,
 }
 
 /// The answer to a heartbeat.
@@ -57,6 +69,8 @@ pub struct InstanceRecord {
     pub dead_since: Option<DateTime<Utc>>,
     pub leader: bool,
     pub pools: Vec<String>,
+    /// The pools with their sizes, as the instance's last heartbeat described them.
+    pub pool_settings: Vec<PoolSetting>,
     pub capacity: i64,
     /// Live runners (not removed) recorded under this instance.
     pub runners: i64,

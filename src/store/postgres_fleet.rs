@@ -44,18 +44,21 @@ impl FleetStore for PostgresStore {
         let revived = dead_since.flatten().is_some();
         sqlx::query(
             "INSERT INTO fleet_instances \
-                 (id, version, started_at, heartbeat_at, dead_since, pools, capacity, runners) \
+                 (id, version, started_at, heartbeat_at, dead_since, pools, capacity, runners, \
+                  pool_settings) \
              VALUES ($1, $2, $3, now(), NULL, $4, $5, \
-                 (SELECT count(*) FROM runners WHERE instance = $1 AND state <> 'removed')) \
+                 (SELECT count(*) FROM runners WHERE instance = $1 AND state <> 'removed'), $6) \
              ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, \
                  started_at = EXCLUDED.started_at, heartbeat_at = now(), dead_since = NULL, \
-                 pools = EXCLUDED.pools, capacity = EXCLUDED.capacity, runners = EXCLUDED.runners",
+                 pools = EXCLUDED.pools, capacity = EXCLUDED.capacity, runners = EXCLUDED.runners, \
+                 pool_settings = EXCLUDED.pool_settings",
         )
         .bind(&me.id)
         .bind(&me.version)
         .bind(me.started_at)
         .bind(&me.pools)
         .bind(me.capacity)
+        .bind(sqlx::types::Json(&me.pool_settings))
         .execute(&mut *tx)
         .await?;
         let leader = sqlx::query(
@@ -238,6 +241,11 @@ impl FleetStore for PostgresStore {
                     dead_since: row.try_get("dead_since")?,
                     leader: row.try_get("leader")?,
                     pools: row.try_get("pools")?,
+                    pool_settings: row
+                        .try_get::<sqlx::types::Json<Vec<super::fleet::PoolSetting>>, _>(
+                            "pool_settings",
+                        )?
+                        .0,
                     capacity: row.try_get("capacity")?,
                     runners: row.try_get("runners")?,
                 })
