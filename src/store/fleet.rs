@@ -3,6 +3,7 @@
 //! PostgreSQL only (`postgres_fleet.rs`): it is the coordination engine, with no consensus of
 //! runnerhub's own. Times that decide liveness are the database's clock, never an instance's.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -91,6 +92,42 @@ pub struct JobChanges {
     pub as_of: DateTime<Utc>,
 }
 
+/// What a claim answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The job is this instance's to launch for.
+    Claimed,
+    /// Another instance holds it, or it is no longer queued.
+    Elsewhere,
+    /// A quota that counts its repository is full across the fleet (`quota acme/* 4/4`): the
+    /// job stays queued, unclaimed, for later.
+    OverQuota(String),
+}
+
+/// The quota check a claim makes in its own transaction (DESIGN §13): in a fleet, quotas hold
+/// across instances, and two claiming the last slot at once cannot both have it.
+pub struct QuotaGate<'a> {
+    /// The names of the quotas that count the job's repository, sorted: each one's lock is
+    /// taken in this order and held until the claim commits, so that claims under one quota
+    /// are decided one at a time across the fleet.
+    pub quotas: Vec<String>,
+    /// Given the fleet's live runners by the repository each counts for (with the other
+    /// instances' claims on jobs that have no runner yet, the claimed job left out): why the
+    /// job may not have a runner now, or `None`.
+    pub refusal: Box<QuotaRefusal<'a>>,
+}
+
+/// See [`QuotaGate::refusal`].
+pub type QuotaRefusal<'a> = dyn Fn(&HashMap<String, usize>) -> Option<String> + Send + Sync + 'a;
+
+/// Live runners of one pool counting for one repository, with claims not yet a runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldSlots {
+    pub pool: String,
+    pub repository: String,
+    pub runners: usize,
+}
+
 #[async_trait]
 pub trait FleetStore: Send + Sync + 'static {
     /// Records that `me` is alive (clearing a `dead_since` the leader set), and takes or renews
@@ -113,9 +150,19 @@ pub trait FleetStore: Send + Sync + 'static {
     async fn remove_runner_of_dead_instance(&self, runner: &str, reason: &str)
     -> StoreResult<bool>;
 
-    /// Claims a queued job for `me`; false when another instance holds it or it is no longer
-    /// queued. Claiming again what `me` holds succeeds.
-    async fn claim_job(&self, job: JobId, me: &str) -> StoreResult<bool>;
+    /// Claims a queued job for `me`, unless another instance holds it, it is no longer queued,
+    /// or `quota` refuses it (then nothing changes). Claiming again what `me` holds succeeds.
+    async fn claim_job(
+        &self,
+        job: JobId,
+        me: &str,
+        quota: Option<&QuotaGate<'_>>,
+    ) -> StoreResult<Claim>;
+
+    /// The other instances' live runners that count for a repository (the job each runs, else
+    /// the one it was launched for), and their claims on queued jobs no runner has yet, by pool
+    /// and repository: what quotas and fair share count beyond this instance's own.
+    async fn slots_held_elsewhere(&self, me: &str) -> StoreResult<Vec<HeldSlots>>;
 
     /// Jobs updated at or after `since`; with `None`, every queued job a pool serves.
     async fn job_changes(&self, since: Option<DateTime<Utc>>) -> StoreResult<JobChanges>;

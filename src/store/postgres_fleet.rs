@@ -9,7 +9,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::fleet::{
-    Beat, ClaimedJob, FleetStore, InstanceInfo, InstanceRecord, JobChanges, UnsequencedEvent,
+    Beat, Claim, ClaimedJob, FleetStore, HeldSlots, InstanceInfo, InstanceRecord, JobChanges,
+    QuotaGate, UnsequencedEvent,
 };
 use super::postgres::{PostgresStore, job_from_row};
 use super::postgres_live::{insert_live_rows, runner_from_row};
@@ -144,18 +145,17 @@ impl FleetStore for PostgresStore {
         Ok(updated > 0)
     }
 
-    async fn claim_job(&self, job: JobId, me: &str) -> StoreResult<bool> {
-        let claimed = sqlx::query(
-            "UPDATE jobs SET claimed_by = $2, claimed_at = now(), updated_at = now() \
-             WHERE id = $1 AND status IN ('queued', 'waiting') \
-               AND (claimed_by IS NULL OR claimed_by = $2)",
-        )
-        .bind(job)
-        .bind(me)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(claimed > 0)
+    async fn claim_job(
+        &self,
+        job: JobId,
+        me: &str,
+        quota: Option<&QuotaGate<'_>>,
+    ) -> StoreResult<Claim> {
+        super::postgres_quota::claim_job(&self.pool, job, me, quota).await
+    }
+
+    async fn slots_held_elsewhere(&self, me: &str) -> StoreResult<Vec<HeldSlots>> {
+        super::postgres_quota::slots_held_elsewhere(&self.pool, me).await
     }
 
     async fn job_changes(&self, since: Option<DateTime<Utc>>) -> StoreResult<JobChanges> {
