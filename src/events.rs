@@ -51,15 +51,18 @@ pub enum EventKind {
     WorkflowRun,
     Runner,
     Pool,
+    /// A fleet's instance joined, died, came back or began to lead (published by the leader).
+    Instance,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Webhook,
         EventKind::Job,
         EventKind::WorkflowRun,
         EventKind::Runner,
         EventKind::Pool,
+        EventKind::Instance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +72,7 @@ impl EventKind {
             EventKind::WorkflowRun => "workflow_run",
             EventKind::Runner => "runner",
             EventKind::Pool => "pool",
+            EventKind::Instance => "instance",
         }
     }
 

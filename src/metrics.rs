@@ -142,6 +142,11 @@ pub const FLEET_LEADER: &str = "runnerhub_fleet_leader";
 pub const FLEET_CONNECTED: &str = "runnerhub_fleet_connected";
 /// Gauge `{state}` (`alive`, `dead`): the fleet's instances, as the leader counts them.
 pub const FLEET_INSTANCES: &str = "runnerhub_fleet_instances";
+/// Gauge `{state}` (`alive`, `dead`): live runners of the fleet's instances by the state of
+/// their instance, as of each one's last heartbeat (the leader's; 0 on the others).
+pub const FLEET_RUNNERS: &str = "runnerhub_fleet_runners";
+/// Gauge: the alive instances' `limits.max_runners`, summed (the leader's; 0 on the others).
+pub const FLEET_CAPACITY: &str = "runnerhub_fleet_capacity";
 
 /// Priority bands of [`QUEUE_DEPTH`].
 pub const BANDS: &[&str] = &["high", "normal", "low"];
@@ -239,6 +244,8 @@ pub const ALL: &[&str] = &[
     FLEET_LEADER,
     FLEET_CONNECTED,
     FLEET_INSTANCES,
+    FLEET_RUNNERS,
+    FLEET_CAPACITY,
     CONFIG_RELOADS_TOTAL,
     CONFIG_LAST_RELOAD_SUCCESSFUL,
     BUILD_INFO,
@@ -414,7 +421,15 @@ pub fn describe(config: &Config) {
     );
     describe_gauge!(
         FLEET_INSTANCES,
-        "Instances of the fleet by state (alive, dead), as the leader sees them"
+        "Instances of the fleet by state (alive, dead), as the leader sees them (0 elsewhere)"
+    );
+    describe_gauge!(
+        FLEET_RUNNERS,
+        "Live runners of the fleet by the state of their instance (alive, dead), from the leader (0 elsewhere)"
+    );
+    describe_gauge!(
+        FLEET_CAPACITY,
+        "limits.max_runners of the fleet's alive instances, summed, from the leader (0 elsewhere)"
     );
     describe_counter!(
         REDELIVERY_PASSES_TOTAL,
@@ -487,6 +502,9 @@ pub fn describe(config: &Config) {
     metrics::gauge!(FLEET_CONNECTED).set(1.0);
     metrics::gauge!(FLEET_INSTANCES, "state" => "alive").set(1.0);
     metrics::gauge!(FLEET_INSTANCES, "state" => "dead").set(0.0);
+    metrics::gauge!(FLEET_RUNNERS, "state" => "alive").increment(0.0);
+    metrics::gauge!(FLEET_RUNNERS, "state" => "dead").set(0.0);
+    metrics::gauge!(FLEET_CAPACITY).set(f64::from(config.limits.max_runners));
     // Histograms appear (with zero counts) once registered.
     let _ = metrics::histogram!(WEBHOOK_INGEST_COMMIT_SECONDS);
     let _ = metrics::histogram!(WEBHOOK_INGEST_BATCH_SIZE);

@@ -87,6 +87,17 @@ async fn dashboard_shows_a_job_queued_then_finished() {
     );
     assert!(!detail.trim().is_empty(), "a sentence beside the reason");
     browser.wait_for(&session, "#webhooks li").await;
+    // A daemon alone: no instance column, no per-instance lines under the pools.
+    let alone = browser
+        .script(
+            &session,
+            "return document.getElementById('runner-instance').hidden \
+                && document.querySelector('#pools .pool') !== null \
+                && document.querySelector('.pool-instances, #instances') === null",
+            json!([]),
+        )
+        .await;
+    assert_eq!(alone, true, "a daemon alone shows no fleet");
     let queued = browser.screenshot(&session, "dashboard-queued.png").await;
 
     // A fake runner takes the job; the dashboard moves it to finished.

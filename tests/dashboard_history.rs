@@ -229,14 +229,9 @@ async fn dashboard_charts_a_day_of_history() {
     assert_eq!(shown["waitEmpty"], false);
     assert_eq!(shown["status"], "");
 
-    browser
-        .script(
-            &session,
-            "document.getElementById('history').scrollIntoView()",
-            json!([]),
-        )
+    let path = browser
+        .screenshot_at(&session, "history", "dashboard-history.png")
         .await;
-    let path = browser.screenshot(&session, "dashboard-history.png").await;
     eprintln!("screenshot: {}", path.display());
     browser.end(&session).await;
     app.stop().await;

@@ -221,3 +221,53 @@ async fn an_instance_cut_off_from_the_database_stops_being_ready_is_given_up_and
     drop((a, b));
     database.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instance_whose_host_left_is_forgotten_and_no_longer_counted_dead() {
+    let database = TestDatabase::create().await;
+    let a = start(&database.url, "stays");
+    let b = start(&database.url, "leaves");
+    until(20, "both alive", async || {
+        let list = instances(&a).await;
+        (list.len() == 2 && list.iter().all(|i| i["alive"] == true)).then_some(())
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let forget = async |id: &str| {
+        let answer = client
+            .delete(a.url(&format!("/api/instances/{id}")))
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        (status, answer.json::<Value>().await.unwrap_or_default())
+    };
+    let (status, body) = forget("leaves").await;
+    assert_eq!(status, 409, "an alive instance is not forgotten: {body}");
+
+    drop(b); // kill: it stops heartbeating
+    until(20, "the leaving instance listed dead", async || {
+        let list = instances(&a).await;
+        list.iter()
+            .any(|i| i["id"] == "leaves" && i["alive"] == false)
+            .then_some(())
+    })
+    .await;
+    let metrics = a.url("/metrics");
+    let dead = r#"runnerhub_fleet_instances{state="dead"}"#;
+    until(10, "the leader counts it dead", async || {
+        (common::scraped(&metrics, dead).await? == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(forget("never-joined").await.0, 404);
+    let (status, body) = forget("leaves").await;
+    assert_eq!(status, 200, "{body}");
+    let list = instances(&a).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    until(10, "no longer counted dead", async || {
+        (common::scraped(&metrics, dead).await? == 0.0).then_some(())
+    })
+    .await;
+    drop(a);
+    database.drop_now().await;
+}

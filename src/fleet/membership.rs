@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fleet, Member, heartbeat_period, lease_length};
+use super::{Fleet, Member, heartbeat_period, lease_length, pool_settings};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::github::SharedGithub;
@@ -31,6 +31,7 @@ fn info(member: &Member, config: &Config, started_at: DateTime<Utc>) -> Instance
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at,
         pools: config.pools.iter().map(|p| p.name.clone()).collect(),
+        pool_settings: pool_settings(config),
         capacity: i64::from(config.limits.max_runners),
     }
 }
@@ -62,6 +63,7 @@ pub async fn run(mut membership: Membership, shutdown: CancellationToken) {
     let period = heartbeat_period(member.timeout);
     let failures = Repeats::new(repeats::WINDOW);
     let mut was_leader = member.is_leader();
+    let mut announced = super::roll_call::Announced::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -112,7 +114,10 @@ pub async fn run(mut membership: Membership, shutdown: CancellationToken) {
             0.0
         });
         if leader {
-            super::takeover::sweep(&member, &membership.github, &membership.bus).await;
+            super::takeover::sweep(&member, &membership.github, &membership.bus, &mut announced)
+                .await;
+        } else {
+            super::roll_call::stand_down(&mut announced);
         }
     }
     if member.is_leader() {

@@ -9,6 +9,7 @@
 //! without `fleet` is a fleet of one that always may.
 
 pub mod membership;
+mod roll_call;
 mod takeover;
 
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::store::fleet::FleetStore;
+use crate::store::fleet::{FleetStore, PoolSetting};
 
 /// How often an instance beats, for `database.instance_timeout`: ten beats per timeout, so a
 /// beat or two lost to a slow database do not make an instance look dead.
@@ -28,6 +29,20 @@ pub fn heartbeat_period(timeout: Duration) -> Duration {
 /// before its instance is declared dead (catch-up and processing resume within seconds).
 pub fn lease_length(timeout: Duration) -> Duration {
     (timeout / 3).max(Duration::from_secs(1))
+}
+
+/// This instance's pools as its heartbeat describes them to the fleet (and `GET /api/instances`).
+pub fn pool_settings(config: &crate::config::Config) -> Vec<PoolSetting> {
+    config
+        .pools
+        .iter()
+        .map(|p| PoolSetting {
+            name: p.name.clone(),
+            labels: p.labels.clone(),
+            max_runners: p.max_runners,
+            min_idle: p.min_idle,
+        })
+        .collect()
 }
 
 /// This instance's place in the fleet, shared by the tasks that need it.

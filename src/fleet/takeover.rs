@@ -11,7 +11,12 @@ use crate::scheduler::runner_event;
 
 use super::Member;
 
-pub(super) async fn sweep(member: &Member, github: &SharedGithub, bus: &EventBus) {
+pub(super) async fn sweep(
+    member: &Member,
+    github: &SharedGithub,
+    bus: &EventBus,
+    announced: &mut super::roll_call::Announced,
+) {
     match member
         .store
         .declare_dead(&member.instance, member.timeout)
@@ -33,10 +38,7 @@ pub(super) async fn sweep(member: &Member, github: &SharedGithub, bus: &EventBus
         }
     }
     if let Ok(instances) = member.store.instances(member.timeout).await {
-        let alive = instances.iter().filter(|i| i.alive).count();
-        let dead = instances.iter().filter(|i| i.dead_since.is_some()).count();
-        metrics::gauge!(crate::metrics::FLEET_INSTANCES, "state" => "alive").set(alive as f64);
-        metrics::gauge!(crate::metrics::FLEET_INSTANCES, "state" => "dead").set(dead as f64);
+        super::roll_call::report(&instances, announced, bus);
     }
     let runners = match member.store.runners_of_dead_instances().await {
         Ok(runners) => runners,

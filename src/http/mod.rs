@@ -6,6 +6,7 @@ mod cleanup;
 mod dashboard;
 mod dead_letters;
 pub mod error;
+mod fleet_pools;
 mod health;
 mod history;
 mod instances;

@@ -12,7 +12,8 @@
 //!   "running": [Job…],     // in-progress jobs, newest first (≤ 200)
 //!   "finished": [Job…],    // jobs completed in the last hour, latest first (≤ 25)
 //!   "runners": [Runner…],  // runners not yet removed (the scheduler's live state)
-//!   "pools":   [Pool…],    // configured pools with their counters
+//!   "pools":   [Pool…],    // configured pools with their counters; in a fleet, every
+//!                          // instance's (one entry per pool and instance)
 //!   "limits":  {"max_runners": 20},
 //!   "scheduling": {"aging_per_minute": 1.0},  // the queue's order: priority + aging × minutes
 //!   "stats":   {"window_seconds": 3600, "jobs_completed": 40, "jobs_per_hour": 40.0,
@@ -27,11 +28,13 @@
 //! Runner = the `runner` event's data: {id, pool, state, container_id, github_runner_name, job_id?,
 //!          instance}; in a fleet, every instance's runners
 //! Pool   = the `pool` event's data: {name, labels, max_runners, min_idle, idle, busy,
-//!          starting, queued, consecutive_failures}
+//!          starting, queued, consecutive_failures, instance}; another instance's pool lacks
+//!          consecutive_failures (its counters are its runners recorded in the database)
 //! ```
 //!
 //! A `job` event replaces the job with the same `id`; a `runner` event the runner with the same
-//! `id`; a `pool` event the pool with the same `name` (fields it lacks keep their value).
+//! `id`; a `pool` event the pool with the same `name` and `instance` (fields it lacks keep their
+//! value); an `instance` event the instance with the same `id`.
 
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -153,8 +156,9 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
         .unwrap_or(0);
 
     // Runners and pool counters are the scheduler's live state (it owns them); in a fleet the
-    // runners are every instance's, from the database.
-    let (mut runners, pools) = match state.scheduler.snapshot().await {
+    // runners are every instance's, from the database, and so are the other instances' pools.
+    let me = &config.server.instance_id;
+    let (mut runners, mut pools) = match state.scheduler.snapshot().await {
         Some(live) => (
             live.runners
                 .iter()
@@ -162,20 +166,21 @@ pub async fn snapshot_for(state: &AppState, repositories: &[String]) -> anyhow::
                 .collect::<Vec<_>>(),
             live.pools
                 .iter()
-                .map(|p| serde_json::to_value(p).unwrap_or_default())
+                .map(|p| crate::scheduler::pool_event_data(p, me))
                 .collect::<Vec<_>>(),
         ),
         None => (Vec::new(), Vec::new()),
     };
     let instances = match state.fleet.as_member() {
         Some(member) => {
-            runners = store
-                .live_runners()
-                .await?
+            let fleet_runners = store.live_runners().await?;
+            let instances = member.store.instances(member.timeout).await?;
+            runners = fleet_runners
                 .iter()
                 .map(|r| crate::scheduler::runner_event(r).data)
                 .collect();
-            Some(member.store.instances(member.timeout).await?)
+            pools = super::fleet_pools::fleet_pools(me, pools, &instances, &fleet_runners, &queue);
+            Some(instances)
         }
         None => None,
     };

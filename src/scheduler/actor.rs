@@ -397,11 +397,12 @@ impl Scheduler {
         if pools == self.last_pools {
             return;
         }
+        let instance = &self.core.config().server.instance_id;
         for pool in pools.iter().filter(|p| !self.last_pools.contains(p)) {
             self.deps.bus.publish(LiveEvent {
                 kind: EventKind::Pool,
                 repository: None,
-                data: serde_json::to_value(pool).unwrap_or_default(),
+                data: pool_event_data(pool, instance),
             });
         }
         self.last_pools = pools;
@@ -410,6 +411,12 @@ impl Scheduler {
 
     fn record_gauges(&self) {
         let (runners, queue) = (self.core.runners(), self.core.queue());
+        if !self.deps.fleet.is_fleet() {
+            // Alone, this daemon is the fleet (in a fleet, the leader counts every instance).
+            let live = runners.values().filter(|r| r.state != RunnerState::Removed);
+            metrics::gauge!(crate::metrics::FLEET_RUNNERS, "state" => "alive")
+                .set(live.count() as f64);
+        }
         for status in &self.last_pools {
             let stalled = if status.stalled.is_some() { 1.0 } else { 0.0 };
             metrics::gauge!(crate::metrics::POOL_STALLED, "pool" => status.name.clone())
@@ -435,6 +442,16 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// The `pool` event's data: the pool's counters on `instance` (in a fleet, a pool served by
+/// several instances is one event stream per instance; clients key pools by name and instance).
+pub fn pool_event_data(pool: &PoolStatus, instance: &str) -> serde_json::Value {
+    let mut data = serde_json::to_value(pool).unwrap_or_default();
+    if let Some(fields) = data.as_object_mut() {
+        fields.insert("instance".into(), instance.into());
+    }
+    data
 }
 
 /// The `runner` event clients see.

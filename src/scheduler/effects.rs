@@ -15,6 +15,7 @@ use crate::domain::{JobId, JobOutcome, NameOwnership, Runner};
 use crate::events::{EventKind, LiveEvent};
 use crate::github::{GithubApi, RunnerScope};
 use crate::metrics as catalog;
+use crate::store::fleet::{Claim, QuotaGate};
 
 impl Scheduler {
     pub(super) async fn carry_out(&mut self, effects: Vec<Effect>) {
@@ -121,17 +122,29 @@ impl Scheduler {
     }
 
     /// In a fleet, claims the job a runner is launched for: false (and the core told) when
-    /// another instance has it, or when the claim could not be made.
+    /// another instance has it, false when a quota of its repository is full across the fleet
+    /// (it stays queued here), or when the claim could not be made.
     async fn claim(&mut self, runner: &Runner) -> bool {
         let (Some(member), Some(job_id)) = (self.deps.fleet.as_member(), runner.launched_for)
         else {
             return true; // alone, or a warm runner: nothing to claim
         };
-        match member.store.claim_job(job_id, &member.instance).await {
-            Ok(true) => true,
-            Ok(false) => {
+        let gate = self.quota_gate(runner);
+        match member
+            .store
+            .claim_job(job_id, &member.instance, gate.as_ref())
+            .await
+        {
+            Ok(Claim::Claimed) => true,
+            Ok(Claim::Elsewhere) => {
                 tracing::debug!(job.id = job_id, "fleet: job claimed by another instance");
                 let _ = self.inputs.send(Input::ClaimedElsewhere { job_id });
+                false
+            }
+            Ok(Claim::OverQuota(detail)) => {
+                // The next fleet sync tells the core what fills the quota; until then the
+                // runner given up a second later stands for it.
+                tracing::debug!(job.id = job_id, "fleet: not claimed: {detail}");
                 false
             }
             Err(error) => {
@@ -139,6 +152,17 @@ impl Scheduler {
                 false
             }
         }
+    }
+
+    /// The quotas a claim for `runner` checks across the fleet, decided by the core's policy.
+    fn quota_gate(&self, runner: &Runner) -> Option<QuotaGate<'_>> {
+        let policy = self.core.policy();
+        let repository = self.core.runner_repository(&runner.id)?;
+        let quotas = policy.quota_names_of(repository);
+        (!quotas.is_empty()).then(|| QuotaGate {
+            quotas,
+            refusal: Box::new(move |fleet| policy.refuses_claim(repository, fleet)),
+        })
     }
 
     /// A launch that could not be claimed is given up a second later: until then its runner

@@ -11,7 +11,9 @@ use tokio::sync::watch;
 
 use super::actor::Scheduler;
 use super::core::Input;
+use super::core::policy::RunnersElsewhere;
 use crate::domain::JobId;
+use crate::fleet::Member;
 use crate::store::fleet::ClaimedJob;
 use crate::telemetry::repeats::{self, Repeats};
 
@@ -50,6 +52,31 @@ fn input_for(claimed: ClaimedJob, me: &str) -> Input {
 }
 
 impl Scheduler {
+    /// With quotas or fair share, the other instances' runners by pool and repository, when
+    /// they changed: the core counts the fleet's runners, not only its own.
+    async fn runners_elsewhere(&self, member: &Member) -> Option<Input> {
+        if !self.core.policy().counts_repositories() {
+            return None;
+        }
+        match member.store.slots_held_elsewhere(&member.instance).await {
+            Ok(held) => {
+                let elsewhere = RunnersElsewhere::new(
+                    held.into_iter().map(|h| (h.pool, h.repository, h.runners)),
+                );
+                (elsewhere != *self.core.runners_elsewhere())
+                    .then_some(Input::RunnersElsewhere(elsewhere))
+            }
+            Err(error) => {
+                // The counts stay as last read; each claim checks quotas in the database anyway.
+                static REPEATS: Repeats = Repeats::new(repeats::WINDOW);
+                if let Some(held) = REPEATS.admit() {
+                    tracing::warn!(%error, "fleet: cannot read the other instances' runners{held}");
+                }
+                None
+            }
+        }
+    }
+
     /// Reads the jobs that changed in the database and feeds them to the core.
     pub(super) async fn sync_fleet(&mut self) {
         let Some(member) = self.deps.fleet.as_member().cloned() else {
@@ -107,6 +134,7 @@ impl Scheduler {
             self.sync.last_full = Some(Instant::now());
         }
         self.sync.since = Some(changes.as_of - OVERLAP);
+        inputs.extend(self.runners_elsewhere(&member).await);
         if !inputs.is_empty() {
             self.step(inputs).await;
         }

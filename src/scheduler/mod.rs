@@ -13,7 +13,7 @@ pub mod processor;
 mod waits;
 mod watch;
 
-pub use actor::{RECONCILE_INTERVAL, SchedulerDeps, runner_event, start};
+pub use actor::{RECONCILE_INTERVAL, SchedulerDeps, pool_event_data, runner_event, start};
 pub use handle::{PoolStatus, QueueEntry, RemoveError, SchedulerHandle, SchedulerSnapshot};
 pub use processor::Processor;
 pub use waits::job_json_with_wait;

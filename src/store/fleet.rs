@@ -3,11 +3,12 @@
 //! PostgreSQL only (`postgres_fleet.rs`): it is the coordination engine, with no consensus of
 //! runnerhub's own. Times that decide liveness are the database's clock, never an instance's.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::StoreResult;
 use crate::domain::{Job, JobId, Runner};
@@ -19,8 +20,20 @@ pub struct InstanceInfo {
     pub version: String,
     pub started_at: DateTime<Utc>,
     pub pools: Vec<String>,
+    /// The same pools with their sizes, for the other instances' dashboards.
+    pub pool_settings: Vec<PoolSetting>,
     /// `limits.max_runners`.
     pub capacity: i64,
+}
+
+/// A pool as an instance configures it: what another instance's dashboard needs to show
+/// "2 of 4 runners" for a pool it does not serve (the counters come from the runners).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSetting {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub max_runners: u32,
+    pub min_idle: u32,
 }
 
 /// The answer to a heartbeat.
@@ -56,6 +69,8 @@ pub struct InstanceRecord {
     pub dead_since: Option<DateTime<Utc>>,
     pub leader: bool,
     pub pools: Vec<String>,
+    /// The pools with their sizes, as the instance's last heartbeat described them.
+    pub pool_settings: Vec<PoolSetting>,
     pub capacity: i64,
     /// Live runners (not removed) recorded under this instance.
     pub runners: i64,
@@ -75,6 +90,42 @@ pub struct JobChanges {
     /// The database's clock when the changes were read: the next read starts a little before
     /// it (rows committed late with an earlier `updated_at` are read again, harmlessly).
     pub as_of: DateTime<Utc>,
+}
+
+/// What a claim answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The job is this instance's to launch for.
+    Claimed,
+    /// Another instance holds it, or it is no longer queued.
+    Elsewhere,
+    /// A quota that counts its repository is full across the fleet (`quota acme/* 4/4`): the
+    /// job stays queued, unclaimed, for later.
+    OverQuota(String),
+}
+
+/// The quota check a claim makes in its own transaction (DESIGN §13): in a fleet, quotas hold
+/// across instances, and two claiming the last slot at once cannot both have it.
+pub struct QuotaGate<'a> {
+    /// The names of the quotas that count the job's repository, sorted: each one's lock is
+    /// taken in this order and held until the claim commits, so that claims under one quota
+    /// are decided one at a time across the fleet.
+    pub quotas: Vec<String>,
+    /// Given the fleet's live runners by the repository each counts for (with the other
+    /// instances' claims on jobs that have no runner yet, the claimed job left out): why the
+    /// job may not have a runner now, or `None`.
+    pub refusal: Box<QuotaRefusal<'a>>,
+}
+
+/// See [`QuotaGate::refusal`].
+pub type QuotaRefusal<'a> = dyn Fn(&HashMap<String, usize>) -> Option<String> + Send + Sync + 'a;
+
+/// Live runners of one pool counting for one repository, with claims not yet a runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldSlots {
+    pub pool: String,
+    pub repository: String,
+    pub runners: usize,
 }
 
 #[async_trait]
@@ -99,9 +150,19 @@ pub trait FleetStore: Send + Sync + 'static {
     async fn remove_runner_of_dead_instance(&self, runner: &str, reason: &str)
     -> StoreResult<bool>;
 
-    /// Claims a queued job for `me`; false when another instance holds it or it is no longer
-    /// queued. Claiming again what `me` holds succeeds.
-    async fn claim_job(&self, job: JobId, me: &str) -> StoreResult<bool>;
+    /// Claims a queued job for `me`, unless another instance holds it, it is no longer queued,
+    /// or `quota` refuses it (then nothing changes). Claiming again what `me` holds succeeds.
+    async fn claim_job(
+        &self,
+        job: JobId,
+        me: &str,
+        quota: Option<&QuotaGate<'_>>,
+    ) -> StoreResult<Claim>;
+
+    /// The other instances' live runners that count for a repository (the job each runs, else
+    /// the one it was launched for), and their claims on queued jobs no runner has yet, by pool
+    /// and repository: what quotas and fair share count beyond this instance's own.
+    async fn slots_held_elsewhere(&self, me: &str) -> StoreResult<Vec<HeldSlots>>;
 
     /// Jobs updated at or after `since`; with `None`, every queued job a pool serves.
     async fn job_changes(&self, since: Option<DateTime<Utc>>) -> StoreResult<JobChanges>;
@@ -112,4 +173,20 @@ pub trait FleetStore: Send + Sync + 'static {
 
     /// Every instance that joined, with whether it is alive and which one leads.
     async fn instances(&self, timeout: Duration) -> StoreResult<Vec<InstanceRecord>>;
+
+    /// Deletes the row of an instance that left the fleet for good, so it is no longer listed
+    /// (nor counted dead): refused while it is alive or still has live runners recorded. An
+    /// instance forgotten by mistake joins again at its next heartbeat.
+    async fn forget_instance(&self, id: &str, timeout: Duration) -> StoreResult<Forget>;
+}
+
+/// What [`FleetStore::forget_instance`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    Forgotten,
+    Unknown,
+    Alive,
+    /// Live runners are recorded under it: the leader deregisters those not busy, and a busy
+    /// one's record ends with its job.
+    HasRunners(i64),
 }

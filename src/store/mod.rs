@@ -15,6 +15,7 @@ mod postgres_fleet;
 mod postgres_history;
 mod postgres_live;
 mod postgres_prune;
+mod postgres_quota;
 mod postgres_recovery;
 mod postgres_write;
 mod prune;

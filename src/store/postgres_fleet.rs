@@ -9,7 +9,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::fleet::{
-    Beat, ClaimedJob, FleetStore, InstanceInfo, InstanceRecord, JobChanges, UnsequencedEvent,
+    Beat, Claim, ClaimedJob, FleetStore, HeldSlots, InstanceInfo, InstanceRecord, JobChanges,
+    QuotaGate, UnsequencedEvent,
 };
 use super::postgres::{PostgresStore, job_from_row};
 use super::postgres_live::{insert_live_rows, runner_from_row};
@@ -43,18 +44,21 @@ impl FleetStore for PostgresStore {
         let revived = dead_since.flatten().is_some();
         sqlx::query(
             "INSERT INTO fleet_instances \
-                 (id, version, started_at, heartbeat_at, dead_since, pools, capacity, runners) \
+                 (id, version, started_at, heartbeat_at, dead_since, pools, capacity, runners, \
+                  pool_settings) \
              VALUES ($1, $2, $3, now(), NULL, $4, $5, \
-                 (SELECT count(*) FROM runners WHERE instance = $1 AND state <> 'removed')) \
+                 (SELECT count(*) FROM runners WHERE instance = $1 AND state <> 'removed'), $6) \
              ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, \
                  started_at = EXCLUDED.started_at, heartbeat_at = now(), dead_since = NULL, \
-                 pools = EXCLUDED.pools, capacity = EXCLUDED.capacity, runners = EXCLUDED.runners",
+                 pools = EXCLUDED.pools, capacity = EXCLUDED.capacity, runners = EXCLUDED.runners, \
+                 pool_settings = EXCLUDED.pool_settings",
         )
         .bind(&me.id)
         .bind(&me.version)
         .bind(me.started_at)
         .bind(&me.pools)
         .bind(me.capacity)
+        .bind(sqlx::types::Json(&me.pool_settings))
         .execute(&mut *tx)
         .await?;
         let leader = sqlx::query(
@@ -141,18 +145,17 @@ impl FleetStore for PostgresStore {
         Ok(updated > 0)
     }
 
-    async fn claim_job(&self, job: JobId, me: &str) -> StoreResult<bool> {
-        let claimed = sqlx::query(
-            "UPDATE jobs SET claimed_by = $2, claimed_at = now(), updated_at = now() \
-             WHERE id = $1 AND status IN ('queued', 'waiting') \
-               AND (claimed_by IS NULL OR claimed_by = $2)",
-        )
-        .bind(job)
-        .bind(me)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(claimed > 0)
+    async fn claim_job(
+        &self,
+        job: JobId,
+        me: &str,
+        quota: Option<&QuotaGate<'_>>,
+    ) -> StoreResult<Claim> {
+        super::postgres_quota::claim_job(&self.pool, job, me, quota).await
+    }
+
+    async fn slots_held_elsewhere(&self, me: &str) -> StoreResult<Vec<HeldSlots>> {
+        super::postgres_quota::slots_held_elsewhere(&self.pool, me).await
     }
 
     async fn job_changes(&self, since: Option<DateTime<Utc>>) -> StoreResult<JobChanges> {
@@ -238,10 +241,57 @@ impl FleetStore for PostgresStore {
                     dead_since: row.try_get("dead_since")?,
                     leader: row.try_get("leader")?,
                     pools: row.try_get("pools")?,
+                    pool_settings: row
+                        .try_get::<sqlx::types::Json<Vec<super::fleet::PoolSetting>>, _>(
+                            "pool_settings",
+                        )?
+                        .0,
                     capacity: row.try_get("capacity")?,
                     runners: row.try_get("runners")?,
                 })
             })
             .collect()
+    }
+
+    async fn forget_instance(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> StoreResult<super::fleet::Forget> {
+        use super::fleet::Forget;
+        let mut tx = self.pool.begin().await?;
+        // Locked as a heartbeat locks it: a heartbeat now either comes first (alive: refused)
+        // or after the delete (the instance joins again).
+        let alive: Option<bool> = sqlx::query_scalar(
+            "SELECT dead_since IS NULL AND heartbeat_at >= now() - make_interval(secs => $2) \
+             FROM fleet_instances WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .bind(seconds(timeout))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let answer = match alive {
+            None => Forget::Unknown,
+            Some(true) => Forget::Alive,
+            Some(false) => {
+                let runners: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM runners WHERE instance = $1 AND state <> 'removed'",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if runners > 0 {
+                    Forget::HasRunners(runners)
+                } else {
+                    sqlx::query("DELETE FROM fleet_instances WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Forget::Forgotten
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(answer)
     }
 }

@@ -149,6 +149,17 @@ impl Browser {
         );
     }
 
+    /// Scrolls the element with id `id` into view, then takes a screenshot.
+    pub async fn screenshot_at(&self, session: &str, id: &str, name: &str) -> PathBuf {
+        self.script(
+            session,
+            "document.getElementById(arguments[0]).scrollIntoView()",
+            json!([id]),
+        )
+        .await;
+        self.screenshot(session, name).await
+    }
+
     pub async fn screenshot(&self, session: &str, name: &str) -> PathBuf {
         let png = self
             .call(

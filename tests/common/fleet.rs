@@ -83,9 +83,43 @@ impl Forwarder {
     }
 }
 
+/// How a fleet's instances are configured beyond their database: every instance with the same
+/// `linux` pool unless `pools` says otherwise (one `[[pools]]` TOML text per instance).
+pub struct Shape {
+    pub instance_timeout: &'static str,
+    pub pools: Option<Vec<String>>,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            instance_timeout: "6s",
+            pools: None,
+        }
+    }
+}
+
+/// One `[[pools]]` section of the test image's runners, at most two of them on an instance.
+pub fn pool(name: &str, labels: &[&str]) -> String {
+    format!(
+        r#"
+            [[pools]]
+            name = "{name}"
+            labels = {labels:?}
+            image = "{TEST_RUNNER_IMAGE}"
+            network = "host"
+            cpus = 0.5
+            memory = "64m"
+            max_runners = 2
+            idle_timeout = "20s"
+            "#
+    )
+}
+
 pub struct Fleet {
     /// Each instance's database URL (one database; some perhaps through a proxy).
     pub databases: Vec<String>,
+    pub shape: Shape,
     pub sim_url: String,
     pub ids: Vec<String>,
     pub daemons: Vec<Option<Daemon>>,
@@ -99,6 +133,16 @@ impl Fleet {
         prefix: &str,
         databases: Vec<String>,
         names: &[&str],
+    ) -> (Fleet, SimHandle) {
+        Self::launch_shaped(prefix, databases, names, Shape::default()).await
+    }
+
+    /// [`Fleet::launch`] with instances configured as `shape` says.
+    pub async fn launch_shaped(
+        prefix: &str,
+        databases: Vec<String>,
+        names: &[&str],
+        shape: Shape,
     ) -> (Fleet, SimHandle) {
         tokio::task::spawn_blocking(e2e::ensure_runner_image)
             .await
@@ -115,6 +159,7 @@ impl Fleet {
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let mut fleet = Fleet {
             databases,
+            shape,
             sim_url: sim.url(),
             ids: names
                 .iter()
@@ -158,26 +203,22 @@ impl Fleet {
             [database]
             url = "{db}"
             fleet = true
-            instance_timeout = "6s"
+            instance_timeout = "{timeout}"
             [github]
             api_url = "{api}"
             token = "{SIM_TOKEN}"
             catch_up_interval = "3s"
             [limits]
             max_runners = 2
-            [[pools]]
-            name = "linux"
-            labels = ["self-hosted", "linux"]
-            image = "{TEST_RUNNER_IMAGE}"
-            network = "host"
-            cpus = 0.5
-            memory = "64m"
-            max_runners = 2
-            idle_timeout = "20s"
-            "#,
+            {pools}"#,
             id = self.ids[index],
             db = self.databases[index],
             api = self.sim_url,
+            timeout = self.shape.instance_timeout,
+            pools = match &self.shape.pools {
+                Some(pools) => pools[index].clone(),
+                None => pool("linux", LINUX),
+            },
         )
     }
 

@@ -235,6 +235,14 @@ pub async fn post_delivery(
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or fails naming `what` after `secs`.
+/// The value of a series exactly as `/metrics` prints it (`name{labels}`), if exposed.
+pub async fn scraped(metrics_url: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 pub async fn until<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {

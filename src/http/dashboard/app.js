@@ -1,7 +1,8 @@
 // runnerhub dashboard: one WebSocket (`/ws`) for the live state, and `GET /api/history` each
 // minute for the charts (charts.js). The snapshot sets the state, each change replaces one
-// object (job by id, runner by id, pool by name), and a reconnect resumes with
-// `since=<last seq>` so nothing is missed or shown twice.
+// object (job by id, runner by id, pool by name and instance, instance by id), and a reconnect
+// resumes with `since=<last seq>` so nothing is missed or shown twice. In a fleet the feed is
+// the whole fleet's: every instance's runners and pools, and which instance is down.
 "use strict";
 
 const WEBHOOKS_SHOWN = 60;
@@ -96,7 +97,8 @@ function onMessage(m) {
       }
       break;
     case "runner": state.runners.set(m.data.id, { ...(state.runners.get(m.data.id) || {}), ...m.data }); break;
-    case "pool": state.pools.set(m.data.name, { ...(state.pools.get(m.data.name) || {}), ...m.data }); break;
+    case "pool": state.pools.set(poolKey(m.data), { ...(state.pools.get(poolKey(m.data)) || {}), ...m.data }); break;
+    case "instance": upsertInstance(m.data); break;
     case "webhook": addWebhook(m); break;
     case "resync": case "lagged": case "subscribed": case "pong": case "workflow_run": break;
     case "error": console.warn("runnerhub:", m.data && m.data.message); break;
@@ -109,12 +111,27 @@ function applySnapshot(d) {
   state.jobs = new Map();
   for (const j of [...(d.queue || []), ...(d.running || []), ...(d.finished || [])]) upsertJob(j);
   state.runners = new Map((d.runners || []).map((r) => [r.id, r]));
-  state.pools = new Map((d.pools || []).map((p) => [p.name, p]));
+  state.pools = new Map((d.pools || []).map((p) => [poolKey(p), p]));
   state.stats = d.stats || {};
   state.queueTotal = d.queue_total || 0;
   state.limits = d.limits || {};
   state.agingPerMinute = (d.scheduling && d.scheduling.aging_per_minute) || 0;
   state.instances = d.instances || null;
+}
+
+// A pool is one per instance: in a fleet, several hosts may serve a pool of the same name.
+const poolKey = (p) => p.name + "@" + (p.instance || "");
+// Whether an instance is alive, as the leader last said (a daemon alone always is).
+function instanceAlive(id) {
+  const i = state.instances && state.instances.find((x) => x.id === id);
+  return !i || i.alive;
+}
+const instanceText = (id) => id + (instanceAlive(id) ? "" : " (down)");
+
+function upsertInstance(i) {
+  state.instances = (state.instances || []).filter((x) => x.id !== i.id);
+  state.instances.push(i);
+  state.instances.sort((a, b) => a.id.localeCompare(b.id));
 }
 
 // A fleet's instances under the pools: which leads, which is down (null: a daemon alone).
@@ -191,10 +208,19 @@ function render() {
   $("jobs-empty").hidden = running.length + finished.length > 0;
 
   renderPools(queue);
-  const runners = [...state.runners.values()].sort((a, b) => String(a.pool).localeCompare(String(b.pool)) || String(a.id).localeCompare(String(b.id)));
-  $("runners").tBodies[0].replaceChildren(...runners.filter((r) => r.state !== "removed").map((r) => el("tr", { "data-runner-id": r.id },
-    el("td", {}, r.pool), el("td", {}, r.github_runner_name || r.id),
-    el("td", {}, badge(r.state)), el("td", {}, r.job_id ? "#" + r.job_id : "–"))));
+  // In a fleet each runner names its instance; a down instance's runners are on a down host.
+  const fleet = !!state.instances;
+  $("runner-instance").hidden = !fleet;
+  const runners = [...state.runners.values()].sort((a, b) => (fleet && String(a.instance).localeCompare(String(b.instance)))
+    || String(a.pool).localeCompare(String(b.pool)) || String(a.id).localeCompare(String(b.id)));
+  $("runners").tBodies[0].replaceChildren(...runners.filter((r) => r.state !== "removed").map((r) => {
+    const down = fleet && !instanceAlive(r.instance);
+    return el("tr", { "data-runner-id": r.id, "data-instance": r.instance, class: down ? "on-down-host" : null,
+        title: down ? `on ${r.instance}, which is down: its state is as last recorded` : null },
+      fleet ? el("td", { class: down ? "down" : "" }, instanceText(r.instance)) : null,
+      el("td", {}, r.pool), el("td", {}, r.github_runner_name || r.id),
+      el("td", {}, badge(r.state)), el("td", {}, r.job_id ? "#" + r.job_id : "–"));
+  }));
   $("runners-empty").hidden = runners.length > 0;
 
   $("webhooks").replaceChildren(...state.webhooks.map((w) => {
@@ -220,22 +246,44 @@ function render() {
   $("seq").textContent = state.seq === null ? "" : "seq " + state.seq + (repoFilter ? " · " + repoFilter : "");
 }
 
+// One card per pool name. In a fleet a pool may be served by several instances: the card sums
+// the alive ones (the queue is per pool, fleet-wide, so "is there room for this pool?" is the
+// sum) and names each instance on a line of its own, a down one marked and not counted.
 function renderPools(queue) {
   const max = state.limits.max_runners;
-  $("pools").replaceChildren(...[...state.pools.values()].map((p) => {
-    const own = [...state.runners.values()].filter((r) => r.pool === p.name);
+  const byName = new Map();
+  for (const p of state.pools.values()) byName.set(p.name, [...(byName.get(p.name) || []), p]);
+  const counted = (p) => {
+    const own = [...state.runners.values()].filter((r) => r.pool === p.name && (!p.instance || !r.instance || r.instance === p.instance));
     const count = (st) => (p[st] !== undefined ? p[st] : own.filter((r) => r.state === st).length);
-    const busy = count("busy"), idle = count("idle"), starting = count("starting");
-    const queued = queue.filter((j) => j.pool === p.name).length;
-    const cap = p.max_runners || 1;
+    return { busy: count("busy"), idle: count("idle"), starting: count("starting"), max: p.max_runners || 0 };
+  };
+  $("pools").replaceChildren(...[...byName.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([name, parts]) => {
+    parts.sort((a, b) => String(a.instance).localeCompare(String(b.instance)));
+    const sum = { busy: 0, idle: 0, starting: 0, max: 0 };
+    for (const p of parts.filter((x) => instanceAlive(x.instance))) {
+      const c = counted(p);
+      for (const k of Object.keys(sum)) sum[k] += c[k];
+    }
+    const { busy, idle, starting } = sum;
+    const queued = queue.filter((j) => j.pool === name).length;
+    const cap = sum.max || 1;
     const part = (cls, n) => { const s = el("span", { class: cls, title: `${n} ${cls}` }); s.style.width = (100 * n / cap) + "%"; return s; };
-    return el("div", { class: "pool", "data-pool": p.name },
-      el("div", { class: "pool-head" }, el("strong", {}, p.name),
-        el("span", {}, `${busy + idle + starting} / ${p.max_runners} runners · ${queued} queued`)),
-      el("div", { class: "bar", role: "img", "aria-label": `${busy} busy, ${idle} idle, ${starting} starting of ${p.max_runners}` },
+    const labels = parts[0].labels;
+    const hosts = state.instances ? el("ul", { class: "pool-instances" }, ...parts.map((p) => {
+      const c = counted(p), up = instanceAlive(p.instance);
+      return el("li", { "data-pool-instance": p.instance, class: up ? "" : "down" },
+        `${instanceText(p.instance)}: ${c.busy} busy · ${c.idle} idle · ${c.starting} starting of ${c.max}`
+          + (up ? "" : " (on a down host, not counted)"));
+    })) : null;
+    return el("div", { class: "pool", "data-pool": name },
+      el("div", { class: "pool-head" }, el("strong", {}, name),
+        el("span", {}, `${busy + idle + starting} / ${sum.max} runners · ${queued} queued`)),
+      el("div", { class: "bar", role: "img", "aria-label": `${busy} busy, ${idle} idle, ${starting} starting of ${sum.max}` },
         part("busy", busy), part("idle", idle), part("starting", starting)),
-      el("div", { class: "muted" }, `${busy} busy · ${idle} idle · ${starting} starting` + (p.labels ? " · " + p.labels.join(", ") : "")));
-  }), max ? el("p", { class: "muted" }, `host limit: ${max} runners`) : "", fleetLine());
+      el("div", { class: "muted" }, `${busy} busy · ${idle} idle · ${starting} starting` + (labels ? " · " + labels.join(", ") : "")),
+      hosts);
+  }), max ? el("p", { class: "muted" }, state.instances ? `this host's limit: ${max} runners` : `host limit: ${max} runners`) : "", fleetLine());
 }
 
 // ---- history (charts.js draws it) ----

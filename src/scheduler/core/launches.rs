@@ -41,6 +41,7 @@ impl Core {
         let policy = PlanPolicy {
             policy: &self.policy,
             runner_repos: &self.runner_repos,
+            elsewhere: &self.elsewhere,
         };
         let mut launches = plan_with_policy(
             &limits,

@@ -42,7 +42,7 @@ pub use self::reconcile::{POLL_INTERVAL, RECONCILE_INTERVAL};
 
 use self::backoff::Backoffs;
 use self::outcomes::{LaunchFailure, Launched, Teardown, TeardownRequest};
-use self::policy::Policy;
+use self::policy::{Policy, RunnersElsewhere};
 use self::queue::JobQueue;
 use self::refusals::UnknownScopes;
 use self::scopes::KnownScopes;
@@ -102,6 +102,9 @@ pub enum Input {
     /// In a fleet, another instance claimed this queued job: it launches for it, this one
     /// forgets it (it comes back if the claim is released).
     ClaimedElsewhere { job_id: JobId },
+    /// In a fleet, the other instances' live runners (and claims not yet a runner), read from
+    /// the database: quotas and fair share count the whole fleet.
+    RunnersElsewhere(RunnersElsewhere),
     /// In a fleet, launches stop while this instance cannot reach the database (its claims
     /// would fail, and the others may soon take its jobs over), and resume after.
     LaunchesPaused(bool),
@@ -164,6 +167,8 @@ pub struct Core {
     /// The repository each runner counts for in quotas and fair share: the job it runs, else
     /// the job it was launched for (warm runners count once they take a job).
     runner_repos: HashMap<RunnerId, String>,
+    /// In a fleet, the other instances' runners ([`Input::RunnersElsewhere`]).
+    elsewhere: RunnersElsewhere,
     backoff: Backoffs,
     /// Runners whose state changed in this step (saved and published at its end).
     dirty: BTreeSet<RunnerId>,
@@ -199,6 +204,7 @@ impl Core {
             queue: JobQueue::default(),
             runners: HashMap::new(),
             runner_repos: HashMap::new(),
+            elsewhere: RunnersElsewhere::default(),
             backoff: Backoffs::default(),
             dirty: BTreeSet::new(),
             teardown_in_flight: HashSet::new(),
@@ -282,6 +288,7 @@ impl Core {
             Input::ClaimedElsewhere { job_id } => {
                 self.queue.remove(job_id);
             }
+            Input::RunnersElsewhere(elsewhere) => self.elsewhere = elsewhere,
             Input::LaunchesPaused(paused) => self.launches_paused = paused,
             Input::Tick => self.on_tick(now),
         }
@@ -317,6 +324,19 @@ impl Core {
 
     pub fn runner(&self, id: &str) -> Option<&Runner> {
         self.runners.get(id)
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn runners_elsewhere(&self) -> &RunnersElsewhere {
+        &self.elsewhere
+    }
+
+    /// The repository a runner counts for in quotas and fair share, if any.
+    pub fn runner_repository(&self, id: &str) -> Option<&str> {
+        self.runner_repos.get(id).map(String::as_str)
     }
 
     /// Per-pool counters, in configuration order.

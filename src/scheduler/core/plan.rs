@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::domain::{JobId, Runner, RunnerId, RunnerState};
 
-use super::policy::{Policy, pool_runners_by_repo};
+use super::policy::{Policy, RunnersElsewhere, pool_runners_by_repo};
 use super::queue::{JobQueue, QueuedJob};
 
 mod fair;
@@ -56,6 +56,7 @@ pub fn plan_launches(
     let no_policy = PlanPolicy {
         policy: &Policy::default(),
         runner_repos: &HashMap::new(),
+        elsewhere: &RunnersElsewhere::default(),
     };
     plan_with_policy(pools, queue, runners, global_max, launchable, &no_policy)
 }
@@ -66,6 +67,9 @@ pub struct PlanPolicy<'a> {
     /// The repository each runner counts for (the job it runs, else the job it was launched
     /// for).
     pub runner_repos: &'a HashMap<RunnerId, String>,
+    /// In a fleet, the other instances' runners: quotas and fair share count them too (pool
+    /// and host capacity are this instance's own).
+    pub elsewhere: &'a RunnersElsewhere,
 }
 
 /// [`plan_launches`] under quotas and fair share: a job whose quotas are full is passed over
@@ -99,7 +103,7 @@ pub fn plan_with_policy(
         }
     }
     let quotas = policy.policy;
-    let mut quota_usage = quotas.usage(runners, policy.runner_repos);
+    let mut quota_usage = quotas.usage(runners, policy.runner_repos, policy.elsewhere);
     let quotas_of = |job: &QueuedJob| {
         if quotas.has_quotas() {
             quotas.quotas_of(&job.repository)
@@ -135,7 +139,8 @@ pub fn plan_with_policy(
             continue;
         }
         let candidates: Vec<&QueuedJob> = if quotas.fair_share {
-            let counts = pool_runners_by_repo(&pool.name, runners, policy.runner_repos);
+            let counts =
+                pool_runners_by_repo(&pool.name, runners, policy.runner_repos, policy.elsewhere);
             fair::fair_order(
                 queue,
                 &pool.name,

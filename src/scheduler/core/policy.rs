@@ -50,6 +50,12 @@ impl Policy {
         !self.quotas.is_empty()
     }
 
+    /// Whether decisions count runners by repository, so that a fleet's instances must learn
+    /// each other's ([`RunnersElsewhere`]).
+    pub fn counts_repositories(&self) -> bool {
+        self.has_quotas() || self.fair_share
+    }
+
     /// Indices of the quotas that count `repository`.
     pub fn quotas_of(&self, repository: &str) -> Vec<usize> {
         self.quotas
@@ -60,26 +66,68 @@ impl Policy {
             .collect()
     }
 
-    /// Runners each quota counts now: those holding a slot, by the repository they run for.
+    /// Runners each quota counts now: those holding a slot, by the repository they run for,
+    /// this instance's and, in a fleet, the other instances' ([`RunnersElsewhere`]).
     pub fn usage(
         &self,
         runners: &HashMap<RunnerId, Runner>,
         repos: &HashMap<RunnerId, String>,
+        elsewhere: &RunnersElsewhere,
     ) -> QuotaUsage {
+        if !self.has_quotas() {
+            return self.count(std::iter::empty());
+        }
+        let here = runners
+            .values()
+            .filter(|r| r.state.holds_slot())
+            .filter_map(|r| repos.get(&r.id))
+            .map(|repo| (repo.as_str(), 1));
+        let there = elsewhere.0.iter().map(|((_, repo), n)| (repo.as_str(), *n));
+        self.count(here.chain(there))
+    }
+
+    /// Each quota's use, from runners counted by repository.
+    fn count<'a>(&self, counted: impl Iterator<Item = (&'a str, usize)>) -> QuotaUsage {
         let mut used = vec![0; self.quotas.len()];
-        if self.has_quotas() {
-            for runner in runners.values().filter(|r| r.state.holds_slot()) {
-                if let Some(repo) = repos.get(&runner.id) {
-                    for i in self.quotas_of(repo) {
-                        used[i] += 1;
-                    }
-                }
+        for (repo, n) in counted {
+            for i in self.quotas_of(repo) {
+                used[i] += n;
             }
         }
         QuotaUsage {
             used,
             max: self.quotas.iter().map(|q| q.max_runners).collect(),
         }
+    }
+
+    /// The names of the quotas that count `repository`, sorted: in a fleet a claim holds each
+    /// one's database lock, always taken in this order.
+    pub fn quota_names_of(&self, repository: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .quotas_of(repository)
+            .into_iter()
+            .map(|i| self.quotas[i].name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The decision a fleet's claim makes under the quotas' locks: `quota acme/* 4/4` when a
+    /// quota that counts `repository` has no room for one more runner, given every runner of
+    /// the fleet by the repository it counts for (the claimed job's own claim left out);
+    /// `None` when the job may have one.
+    pub fn refuses_claim(
+        &self,
+        repository: &str,
+        fleet: &HashMap<String, usize>,
+    ) -> Option<String> {
+        let indices = self.quotas_of(repository);
+        if indices.is_empty() {
+            return None;
+        }
+        let usage = self.count(fleet.iter().map(|(repo, n)| (repo.as_str(), *n)));
+        self.full_quota_detail(&usage, &indices)
     }
 
     /// `quota acme/* 4/4` for the first full quota among `indices`.
@@ -118,11 +166,29 @@ impl QuotaUsage {
     }
 }
 
-/// Runners of `pool` holding a slot, by the repository they count for.
+/// The live runners of the fleet's other instances, by (pool, repository counted for), with
+/// their claims on jobs that have no runner yet: in a fleet, quotas and fair share count these
+/// with this instance's own. Read from the database at each fleet sync; empty alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunnersElsewhere(HashMap<(String, String), usize>);
+
+impl RunnersElsewhere {
+    pub fn new(counts: impl IntoIterator<Item = (String, String, usize)>) -> Self {
+        let mut map = HashMap::new();
+        for (pool, repository, n) in counts {
+            *map.entry((pool, repository)).or_default() += n;
+        }
+        RunnersElsewhere(map)
+    }
+}
+
+/// Runners of `pool` holding a slot, by the repository they count for: this instance's and
+/// the other instances' of a pool of the same name.
 pub fn pool_runners_by_repo<'a>(
     pool: &str,
     runners: &'a HashMap<RunnerId, Runner>,
     repos: &'a HashMap<RunnerId, String>,
+    elsewhere: &'a RunnersElsewhere,
 ) -> HashMap<&'a str, usize> {
     let mut counts = HashMap::new();
     for runner in runners
@@ -132,6 +198,9 @@ pub fn pool_runners_by_repo<'a>(
         if let Some(repo) = repos.get(&runner.id) {
             *counts.entry(repo.as_str()).or_default() += 1;
         }
+    }
+    for ((_, repo), n) in elsewhere.0.iter().filter(|((p, _), _)| p == pool) {
+        *counts.entry(repo.as_str()).or_default() += n;
     }
     counts
 }

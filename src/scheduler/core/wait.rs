@@ -100,7 +100,9 @@ impl Core {
             .filter(|r| r.state.holds_slot())
             .count();
         let host_max = self.config.limits.max_runners as usize;
-        let usage = self.policy.usage(&self.runners, &self.runner_repos);
+        let usage = self
+            .policy
+            .usage(&self.runners, &self.runner_repos, &self.elsewhere);
         let mut quotas_of: HashMap<&str, Vec<usize>> = HashMap::new();
         for pool in &self.config.pools {
             let name = pool.name.as_str();
@@ -115,7 +117,8 @@ impl Core {
             let pool_backoff = self
                 .backoff
                 .backing_off_after(&BackoffKey::Pool(name.to_owned()), now);
-            let runners_by_repo = pool_runners_by_repo(name, &self.runners, &self.runner_repos);
+            let runners_by_repo =
+                pool_runners_by_repo(name, &self.runners, &self.runner_repos, &self.elsewhere);
             let fewest = self
                 .policy
                 .fair_share

@@ -1,6 +1,7 @@
 //! The core driven through hours of virtual time against a model of GitHub and Docker
 //! ([`harness`]); each test runs in milliseconds, with no sleeps.
 
+mod fleet;
 mod harness;
 mod policy;
 mod property;

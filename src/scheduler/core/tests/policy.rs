@@ -9,27 +9,27 @@ use crate::domain::{JobId, JobStatus, Runner};
 use crate::scheduler::core::Input;
 use crate::scheduler::core::wait::WaitReason;
 
-const LINUX: &[&str] = &["self-hosted", "linux"];
+pub(super) const LINUX: &[&str] = &["self-hosted", "linux"];
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn quota(repositories: &[&str], max_runners: u32) -> QuotaConfig {
+pub(super) fn quota(repositories: &[&str], max_runners: u32) -> QuotaConfig {
     QuotaConfig {
         repositories: repositories.iter().map(|r| r.to_string()).collect(),
         max_runners,
     }
 }
 
-fn fair(mut config: Config) -> Config {
+pub(super) fn fair(mut config: Config) -> Config {
     config.scheduling.fair_share = FairShare::Repository;
     config
 }
 
 /// Runners holding a slot whose registration scope is one of `repos` (repository
 /// registration: a runner only ever runs jobs of the repository it registered with).
-fn holding_for(h: &Harness, repos: &[&str]) -> usize {
+pub(super) fn holding_for(h: &Harness, repos: &[&str]) -> usize {
     h.core
         .runners()
         .values()
@@ -38,12 +38,12 @@ fn holding_for(h: &Harness, repos: &[&str]) -> usize {
         .count()
 }
 
-fn reason(h: &Harness, job: JobId) -> (WaitReason, String) {
+pub(super) fn reason(h: &Harness, job: JobId) -> (WaitReason, String) {
     let info = h.core.wait_reasons(h.now)[&job].clone();
     (info.reason, info.detail)
 }
 
-fn launched_for(h: &Harness) -> Vec<JobId> {
+pub(super) fn launched_for(h: &Harness) -> Vec<JobId> {
     h.launches()
         .iter()
         .filter_map(|(_, r): &(_, Runner)| r.launched_for)
