@@ -193,6 +193,8 @@ struct Summary {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// The disk while the phase ran (the steady phase's): slowest fdatasync, ms, and stalls.
+    disk: Option<(f64, usize)>,
 }
 
 fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) -> Summary {
@@ -202,6 +204,7 @@ fn report(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) -> Summar
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().unwrap().as_secs_f64() * 1000.0,
+        disk: None,
     };
     // The phase's wall-clock bounds, to line it up with samples taken outside the bench
     // (the server's sessions, its log).
@@ -326,16 +329,21 @@ fn print_comparison(
 ) {
     let sqlite = results[0].0.acks_per_second;
     println!(
-        "\n| setup | saturation, {} connections | vs SQLite | steady {}/s: p50 / p99 / max |",
+        "\n| setup | saturation, {} connections | vs SQLite | steady {}/s: p50 / p99 / max | disk meanwhile: slowest fdatasync, stalls > 20 ms |",
         args.connections, args.rate
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     for (scenario, (saturation, steady)) in scenarios.iter().zip(results) {
+        let disk = steady
+            .and_then(|s| s.disk)
+            .map_or("-".to_owned(), |(max, stalls)| {
+                format!("{max:.1} ms, {stalls}")
+            });
         let steady = steady.map_or("-".to_owned(), |s| {
             format!("{:.2} / {:.2} / {:.1} ms", s.p50_ms, s.p99_ms, s.max_ms)
         });
         println!(
-            "| {} | {:.0} acks/s (p99 {:.1} ms) | {:.2} | {steady} |",
+            "| {} | {:.0} acks/s (p99 {:.1} ms) | {:.2} | {steady} | {disk} |",
             scenario.name(),
             saturation.acks_per_second,
             saturation.p99_ms,
@@ -411,7 +419,11 @@ fn run_scenario(
         } else {
             None
         };
-        let steady = steady(&addrs, &bodies, args).await;
+        let watch = disk_probe::DiskWatch::start(dir).unwrap();
+        let mut steady = steady(&addrs, &bodies, args).await;
+        let disk = watch.stop().unwrap();
+        println!("  disk during the steady phase: {}", disk.summary());
+        steady.disk = Some((disk.quantile_ms(1.0), disk.stalls.len()));
         if let Some(cleanup) = cleanup {
             let (elapsed, answer) = cleanup.await.unwrap();
             println!(

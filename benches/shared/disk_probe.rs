@@ -20,6 +20,8 @@ pub struct DiskProbe {
     pub latencies: Vec<Duration>,
     /// When each stall began (from the start of the probe) and how long it took.
     pub stalls: Vec<(Duration, Duration)>,
+    /// What each fdatasync made durable, KiB.
+    pub write_kib: usize,
 }
 
 /// Writes 64 KiB at a time over a 32 MiB file in `dir` (as SQLite reuses its WAL) and
@@ -52,7 +54,11 @@ pub fn probe_disk(dir: &Path, length: Duration) -> std::io::Result<DiskProbe> {
         std::thread::sleep(Duration::from_millis(2));
     }
     latencies.sort_unstable();
-    Ok(DiskProbe { latencies, stalls })
+    Ok(DiskProbe {
+        latencies,
+        stalls,
+        write_kib: WRITE_SIZE >> 10,
+    })
 }
 
 impl DiskProbe {
@@ -74,8 +80,9 @@ impl DiskProbe {
     /// One line: how many syncs, p50/p99/max, and the stalls.
     pub fn summary(&self) -> String {
         format!(
-            "{} fdatasyncs of 64 KiB: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} stalls over {} ms ({:.0} ms in all)",
+            "{} fdatasyncs of {} KiB: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} stalls over {} ms ({:.0} ms in all)",
             self.latencies.len(),
+            self.write_kib,
             self.quantile_ms(0.5),
             self.quantile_ms(0.99),
             self.quantile_ms(1.0),
@@ -90,4 +97,50 @@ impl DiskProbe {
 /// and not ours (`sync` the command: the crate forbids unsafe code).
 pub fn flush_system() {
     let _ = std::process::Command::new("sync").status();
+}
+
+/// The disk watched while a phase runs: the probes before and after a run miss a stall in the
+/// middle of it (the kernel writing back what an earlier phase left dirty, most often). A small
+/// write and an fdatasync every 20 ms, on a thread of its own, add little to the load measured.
+#[allow(dead_code)] // the ingest bench's; the other benches that share this file probe only
+pub struct DiskWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<std::io::Result<DiskProbe>>,
+}
+
+#[allow(dead_code)]
+impl DiskWatch {
+    pub fn start(dir: &Path) -> std::io::Result<DiskWatch> {
+        let file = tempfile::tempfile_in(dir)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let block = [0x5au8; 4096];
+            let (mut latencies, mut stalls) = (Vec::new(), Vec::new());
+            let start = Instant::now();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                file.write_all_at(&block, 0)?;
+                let synced = Instant::now();
+                file.sync_data()?;
+                let took = synced.elapsed();
+                if took > STALL {
+                    stalls.push((synced - start, took));
+                }
+                latencies.push(took);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            latencies.sort_unstable();
+            Ok(DiskProbe {
+                latencies,
+                stalls,
+                write_kib: block.len() >> 10,
+            })
+        });
+        Ok(DiskWatch { stop, thread })
+    }
+
+    pub fn stop(self) -> std::io::Result<DiskProbe> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the disk watch panicked")
+    }
 }

@@ -288,7 +288,10 @@ mod tests {
         let _mine = in_flight.acquire().await.unwrap();
         send(&tx, 1).await;
         let mut batch = Vec::new();
-        assert_eq!(collect(&mut rx, &mut batch, &in_flight, 4, &finished).await, 1);
+        assert_eq!(
+            collect(&mut rx, &mut batch, &in_flight, 4, &finished).await,
+            1
+        );
     }
 
     #[tokio::test]
@@ -329,6 +332,9 @@ mod tests {
         let (in_flight, finished) = (Semaphore::new(4), Notify::new());
         let _mine = in_flight.acquire().await.unwrap();
         let mut batch = Vec::new();
-        assert_eq!(collect(&mut rx, &mut batch, &in_flight, 4, &finished).await, 0);
+        assert_eq!(
+            collect(&mut rx, &mut batch, &in_flight, 4, &finished).await,
+            0
+        );
     }
 }
