@@ -42,15 +42,9 @@ pub fn probe_disk(dir: &Path, length: Duration) -> std::io::Result<DiskProbe> {
     let start = Instant::now();
     let mut offset = 0;
     while start.elapsed() < length {
-        file.write_all_at(&chunk, offset)?;
+        let took = write_and_sync(&file, &chunk, offset)?;
         offset = (offset + WRITE_SIZE as u64) % FILE_SIZE;
-        let synced = Instant::now();
-        file.sync_data()?;
-        let took = synced.elapsed();
-        if took > STALL {
-            stalls.push((synced - start, took));
-        }
-        latencies.push(took);
+        record(took, start, &mut latencies, &mut stalls);
         std::thread::sleep(Duration::from_millis(2));
     }
     latencies.sort_unstable();
@@ -59,6 +53,27 @@ pub fn probe_disk(dir: &Path, length: Duration) -> std::io::Result<DiskProbe> {
         stalls,
         write_kib: WRITE_SIZE >> 10,
     })
+}
+
+/// Writes `data` at `offset` and fdatasyncs it; how long the fdatasync took.
+fn write_and_sync(file: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<Duration> {
+    file.write_all_at(data, offset)?;
+    let synced = Instant::now();
+    file.sync_data()?;
+    Ok(synced.elapsed())
+}
+
+/// Keeps one fdatasync's time, and a stall with when it began (from `start`).
+fn record(
+    took: Duration,
+    start: Instant,
+    latencies: &mut Vec<Duration>,
+    stalls: &mut Vec<(Duration, Duration)>,
+) {
+    if took > STALL {
+        stalls.push((start.elapsed() - took, took));
+    }
+    latencies.push(took);
 }
 
 impl DiskProbe {
@@ -119,14 +134,8 @@ impl DiskWatch {
             let (mut latencies, mut stalls) = (Vec::new(), Vec::new());
             let start = Instant::now();
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                file.write_all_at(&block, 0)?;
-                let synced = Instant::now();
-                file.sync_data()?;
-                let took = synced.elapsed();
-                if took > STALL {
-                    stalls.push((synced - start, took));
-                }
-                latencies.push(took);
+                let took = write_and_sync(&file, &block, 0)?;
+                record(took, start, &mut latencies, &mut stalls);
                 std::thread::sleep(Duration::from_millis(20));
             }
             latencies.sort_unstable();

@@ -8,6 +8,7 @@
 //! [`Fleet`] is how the rest of the daemon asks "may I lead?" and "may I launch?"; a daemon
 //! without `fleet` is a fleet of one that always may.
 
+pub mod doorbell;
 pub mod membership;
 mod roll_call;
 mod takeover;

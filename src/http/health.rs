@@ -13,6 +13,11 @@ use crate::app::AppState;
 /// steps, and a step that takes longer than this is stuck (a hung database or engine call).
 pub const SCHEDULER_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long `/readyz` waits for the database to answer: a database that cannot be reached may
+/// keep a new connection waiting for the pool's whole acquire timeout (10 s), longer than a
+/// load balancer waits for a health check.
+pub const DATABASE_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
@@ -45,6 +50,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
+    if !state.fleet.connected() {
+        // Cut off from the fleet's database: launching nothing, and soon given up by the
+        // others; a load balancer should send deliveries to an instance that reaches it.
+        // Asked before the scheduler and the database, which may keep the check waiting for
+        // seconds while the database is unreachable; this is known at once.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "fleet_disconnected"})),
+        )
+            .into_response();
+    }
     if !state.scheduler.answers(SCHEDULER_READY_WAIT).await {
         tracing::warn!("readiness check: the scheduler does not answer");
         return (
@@ -53,24 +69,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    if !state.fleet.connected() {
-        // Cut off from the fleet's database: launching nothing, and soon given up by the
-        // others; a load balancer should send deliveries to an instance that reaches it.
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "fleet_disconnected"})),
-        )
-            .into_response();
+    let ping = tokio::time::timeout(DATABASE_READY_WAIT, state.store.ping()).await;
+    match ping.map_err(|_| format!("no answer within {DATABASE_READY_WAIT:?}")) {
+        Ok(Ok(())) => axum::Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(error)) => database_unavailable(&error.to_string()),
+        Err(waited) => database_unavailable(&waited),
     }
-    match state.store.ping().await {
-        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "readiness check: database does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"status": "database_unavailable"})),
-            )
-                .into_response()
-        }
-    }
+}
+
+fn database_unavailable(error: &str) -> Response {
+    tracing::warn!(%error, "readiness check: database does not answer");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"status": "database_unavailable"})),
+    )
+        .into_response()
 }

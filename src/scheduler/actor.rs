@@ -26,6 +26,7 @@ use crate::docker::ContainerRuntime;
 use crate::domain::{Runner, RunnerId, RunnerState};
 use crate::events::{EventBus, EventKind, LiveEvent};
 use crate::fleet::Fleet;
+use crate::fleet::doorbell::Doorbells;
 use crate::github::SharedGithub;
 use crate::store::Store;
 use crate::supervisor::{InjectedFaults, Supervisor};
@@ -74,6 +75,8 @@ impl RunnerIds for UuidIds {
 
 pub struct Scheduler {
     pub(super) deps: SchedulerDeps,
+    /// In a fleet, the rings to the leader and to the others (nothing rings alone).
+    doorbells: Doorbells,
     pub(super) core: Core,
     processor: Processor,
     last_pools: Vec<PoolStatus>,
@@ -114,8 +117,10 @@ pub fn start(
     let (inputs_tx, inputs) = mpsc::unbounded_channel();
     let config = config_updates.borrow_and_update().clone();
     let processor = Processor::new(deps.store.clone(), &config, deps.bus.clone());
+    let doorbells = Doorbells::start(&deps.fleet, &wake, &shutdown, supervisor);
     let scheduler = Scheduler {
         deps,
+        doorbells,
         core: Core::new(config),
         processor,
         last_pools: Vec::new(),
@@ -166,6 +171,7 @@ impl Scheduler {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // When stored deliveries are processed next (see PROCESS_COALESCE).
         let mut process_at: Option<tokio::time::Instant> = None;
+        let mut last_sync = tokio::time::Instant::now();
         loop {
             let due = process_at.unwrap_or_else(tokio::time::Instant::now);
             let tick_at = self.next_tick();
@@ -175,7 +181,11 @@ impl Scheduler {
                 Some(input) = inputs.recv() => self.step(vec![input]).await,
                 Some(command) = commands.recv() => self.on_command(command).await,
                 _ = wake.notified(), if process_at.is_none() => {
-                    process_at = Some(tokio::time::Instant::now() + PROCESS_COALESCE);
+                    if self.deps.fleet.is_leader() {
+                        process_at = Some(tokio::time::Instant::now() + PROCESS_COALESCE);
+                    } else {
+                        self.doorbells.deliveries.ring();
+                    }
                 }
                 _ = tokio::time::sleep_until(due), if process_at.is_some() => {
                     process_at = None;
@@ -189,7 +199,14 @@ impl Scheduler {
                     let config = config_updates.borrow_and_update().clone();
                     self.reconfigure(config).await;
                 }
-                _ = fleet_sync.tick(), if fleet => self.sync_fleet().await,
+                _ = fleet_sync.tick(), if fleet => {
+                    last_sync = tokio::time::Instant::now();
+                    self.sync_fleet().await;
+                }
+                _ = self.doorbells.read_queue.notified(), if fleet => {
+                    // The leader's changes, read soon but not more often than MIN_SYNC_GAP.
+                    fleet_sync.reset_at(last_sync + super::fleet_sync::MIN_SYNC_GAP);
+                }
                 Some(()) = super::fleet_sync::revived(&mut revivals) => self.rebuild().await,
             }
             if fleet {
@@ -302,6 +319,9 @@ impl Scheduler {
         }
         match self.processor.process_due(Utc::now()).await {
             Ok((handled, changes)) => {
+                if changes.iter().any(|c| matches!(c, Change::Job { .. })) {
+                    self.doorbells.jobs.ring();
+                }
                 let inputs: Vec<Input> = changes
                     .into_iter()
                     .filter_map(|change| match change {

@@ -128,8 +128,50 @@ pub struct HeldSlots {
     pub runners: usize,
 }
 
+/// A doorbell between the instances of a fleet (src/fleet/doorbell.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bell {
+    /// An instance stored deliveries: the leader processes them.
+    Deliveries,
+    /// The leader changed jobs: the others read the queue.
+    Jobs,
+}
+
+impl Bell {
+    pub const ALL: [Bell; 2] = [Bell::Deliveries, Bell::Jobs];
+
+    /// The PostgreSQL channel it rings on (one database, one fleet).
+    pub fn channel(self) -> &'static str {
+        match self {
+            Bell::Deliveries => "runnerhub_deliveries",
+            Bell::Jobs => "runnerhub_jobs",
+        }
+    }
+
+    pub fn from_channel(channel: &str) -> Option<Bell> {
+        Bell::ALL.into_iter().find(|b| b.channel() == channel)
+    }
+}
+
+/// A ring heard: which bell and which instance rang it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ring {
+    pub bell: Bell,
+    pub by: String,
+}
+
+/// The rings of the whole fleet as they come; an error when the listening connection broke
+/// and could not be made again (rings meanwhile are lost).
+pub type Rings = futures::stream::BoxStream<'static, StoreResult<Ring>>;
+
 #[async_trait]
 pub trait FleetStore: Send + Sync + 'static {
+    /// Rings `bell` for every instance listening, `me` included (NOTIFY).
+    async fn ring(&self, bell: Bell, me: &str) -> StoreResult<()>;
+
+    /// Listens to every bell on a connection of its own (LISTEN).
+    async fn rings(&self) -> StoreResult<Rings>;
+
     /// Records that `me` is alive (clearing a `dead_since` the leader set), and takes or renews
     /// the leader's lease for `lease` if it is free, expired or already ours.
     async fn heartbeat(&self, me: &InstanceInfo, lease: Duration) -> StoreResult<Beat>;

@@ -56,7 +56,7 @@ const SERVING_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct PostgresStore {
     pub(super) pool: PgPool,
-    options: PgConnectOptions,
+    pub(super) options: PgConnectOptions,
     serving: Arc<tokio::sync::Mutex<ServingLock>>,
 }
 

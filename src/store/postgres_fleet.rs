@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
+use futures::StreamExt;
+
 use super::fleet::{
-    Beat, Claim, ClaimedJob, FleetStore, HeldSlots, InstanceInfo, InstanceRecord, JobChanges,
-    QuotaGate, UnsequencedEvent,
+    Beat, Bell, Claim, ClaimedJob, FleetStore, HeldSlots, InstanceInfo, InstanceRecord, JobChanges,
+    QuotaGate, Ring, Rings, UnsequencedEvent,
 };
 use super::postgres::{PostgresStore, job_from_row};
 use super::postgres_live::{insert_live_rows, runner_from_row};
@@ -31,6 +33,39 @@ fn claimed_job(row: &PgRow) -> StoreResult<ClaimedJob> {
 
 #[async_trait]
 impl FleetStore for PostgresStore {
+    async fn ring(&self, bell: Bell, me: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(bell.channel())
+            .bind(me)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn rings(&self) -> StoreResult<Rings> {
+        // A pool of its own: the listening connection is held for good, and the pool makes
+        // it again when it breaks (sqlx's listener reconnects and listens again by itself).
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(self.options.clone());
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener
+            .listen_all(Bell::ALL.iter().map(|b| b.channel()))
+            .await?;
+        Ok(Box::pin(listener.into_stream().filter_map(|note| {
+            std::future::ready(match note {
+                Ok(note) => Bell::from_channel(note.channel()).map(|bell| {
+                    Ok(Ring {
+                        bell,
+                        by: note.payload().to_owned(),
+                    })
+                }),
+                Err(error) => Some(Err(error.into())),
+            })
+        })))
+    }
+
     async fn heartbeat(&self, me: &InstanceInfo, lease: Duration) -> StoreResult<Beat> {
         let mut tx = self.pool.begin().await?;
         // The row before this heartbeat says whether the leader had given this instance up.
