@@ -6,12 +6,13 @@
 //! (up to half a second more). So an instance that stores deliveries rings the leader, whose
 //! processor runs at once, and the leader rings the others when processing changed jobs, who
 //! read the queue at once. A ring lost (the listening connection broke, the database was
-//! away) costs only that wait: the sweep and the periodic read still run.
+//! away) costs only that wait: the sweep and the periodic read still run. Under load the rings
+//! are spaced ([`RING_GAP`]), and the others read the queue at most five times a second.
 //!
 //! A ring is its own statement, never part of an ingest transaction: a transaction that
 //! notifies takes a database-wide lock from its commit until it is durable, which would queue
 //! every instance's ingest commits one behind the other. Rings are coalesced: while one is
-//! being sent, any number of further rings send one more.
+//! being sent or spaced, any number of further rings send one more.
 
 use std::sync::Arc;
 
@@ -62,6 +63,11 @@ impl Doorbells {
     }
 }
 
+/// The least time between two rings of one bell by one instance. Far below the polling it
+/// replaces (a second, half a second), and at the leader's own pace: it gathers the deliveries
+/// of 25 ms before processing them (`PROCESS_COALESCE`).
+const RING_GAP: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// Rings one bell for the fleet, coalescing rings made while one is being sent.
 #[derive(Clone)]
 pub struct Ringer(Arc<Notify>);
@@ -78,6 +84,9 @@ impl Ringer {
                         _ = shutdown.cancelled() => return,
                         _ = rung.notified() => send(store.as_ref(), bell, &me).await,
                     }
+                    // Rings made meanwhile wait and go as one: under load an instance would
+                    // otherwise ring as fast as the database answers, each ring a commit.
+                    tokio::time::sleep(RING_GAP).await;
                 }
             });
         }

@@ -21,7 +21,7 @@ use crate::telemetry::repeats::{self, Repeats};
 pub(super) const SYNC_INTERVAL: Duration = Duration::from_millis(500);
 /// The least time between two reads when the leader rings: processing rings after every
 /// batch, and each read takes the last [`OVERLAP`] of changes again.
-pub(super) const MIN_SYNC_GAP: Duration = Duration::from_millis(100);
+pub(super) const MIN_SYNC_GAP: Duration = Duration::from_millis(200);
 /// How often the whole queue is read: it catches what an incremental read missed (a row
 /// committed with an `updated_at` older than the overlap, from a host whose clock lags).
 const FULL_SYNC_EVERY: Duration = Duration::from_secs(15);
